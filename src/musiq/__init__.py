@@ -1,0 +1,22 @@
+"""musiq: the MUSIQ image quality transformer, exact to the original, in PyTorch.
+
+    >>> import musiq
+    >>> scorer = musiq.load("koniq")
+    >>> scorer.score("photo.jpg")
+"""
+from .checkpoint import Variant, load_checkpoint, save_checkpoint
+from .decode import load_image
+from .errors import CheckpointError, CheckpointNotFound, ImageError, MusiqError
+from .model import Musiq, PackedBatch
+from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
+from .registry import REGISTRY, ModelInfo, get_info
+from .scorer import Prediction, Scorer, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError", "CheckpointNotFound", "ImageError", "MULTI_SCALE", "ModelInfo", "Musiq",
+    "MusiqError", "PackedBatch", "Prediction", "PreprocessConfig", "REGISTRY", "SINGLE_SCALE",
+    "Scorer", "Tokens", "Variant", "get_info", "load", "load_checkpoint", "load_image",
+    "preprocess", "save_checkpoint", "__version__",
+]

@@ -1,0 +1,232 @@
+"""Read official MUSIQ ``.npz`` checkpoints safely and tell which variant they are.
+
+An official file is a zip of ``.npy`` arrays whose names are parameter paths joined with
+``/``. Only ``opt/target/*`` holds model parameters; optimizer state (stored as raw 2-byte
+``|V2`` bfloat16) and counters are never decoded. Every array header is read and checked
+against the expected shape *before* its data is read, so a crafted header cannot make us
+allocate memory, and arrays holding Python objects (pickles) are refused.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+
+PREFIX = "opt/target/"
+HIDDEN, MLP_DIM, HEADS, LAYERS, POS_GRID = 384, 1152, 6, 14, 10
+STEM, STEM_OUT, PATCH_FEATURES = 64, 256, 8 * 8 * 256
+
+#: Variant names by number of head outputs.
+KIND_BY_CLASSES = {1: "mos", 10: "distribution", 1000: "imagenet"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a checkpoint is, detected from its shapes.
+
+    ``num_classes``: head outputs (1 MOS, 10 AVA distribution, 1000 ImageNet);
+    ``num_scales``: 3 for multi-scale (224, 384, native), 1 for MUSIQ-single.
+    """
+
+    num_classes: int
+    num_scales: int
+
+    @property
+    def kind(self) -> str:
+        return KIND_BY_CLASSES.get(self.num_classes, "logits")
+
+    @property
+    def single_scale(self) -> bool:
+        return self.num_scales == 1
+
+
+def parameter_shapes(num_classes: int = 1, num_scales: int = 3) -> dict[str, tuple[int, ...]]:
+    """Every model parameter of the official architecture (keys without ``opt/target/``)."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "conv_root/kernel": (7, 7, 3, STEM),
+        "gn_root/scale": (1, 1, 1, STEM),
+        "gn_root/bias": (1, 1, 1, STEM),
+        "embedding/kernel": (PATCH_FEATURES, HIDDEN),
+        "embedding/bias": (HIDDEN,),
+        "Transformer/posembed_input/pos_embedding": (1, POS_GRID * POS_GRID, HIDDEN),
+        "Transformer/scaleembed_input/scale_embedding": (1, num_scales, HIDDEN),
+        "Transformer/cls": (1, 1, HIDDEN),
+        "Transformer/encoder_norm/scale": (HIDDEN,),
+        "Transformer/encoder_norm/bias": (HIDDEN,),
+        "head/kernel": (HIDDEN, num_classes),
+        "head/bias": (num_classes,),
+    }
+    unit = "block1/unit1/"
+    for conv, shape in (("conv_proj", (1, 1, STEM, STEM_OUT)), ("conv1", (1, 1, STEM, STEM)),
+                        ("conv2", (3, 3, STEM, STEM)), ("conv3", (1, 1, STEM, STEM_OUT))):
+        shapes[unit + conv + "/kernel"] = shape
+    for gn, ch in (("gn_proj", STEM_OUT), ("gn1", STEM), ("gn2", STEM), ("gn3", STEM_OUT)):
+        shapes[unit + gn + "/scale"] = (1, 1, 1, ch)
+        shapes[unit + gn + "/bias"] = (1, 1, 1, ch)
+    head_dim = HIDDEN // HEADS
+    for i in range(LAYERS):
+        blk = f"Transformer/encoderblock_{i}/"
+        for ln in ("LayerNorm_0", "LayerNorm_2"):
+            shapes[blk + ln + "/scale"] = (HIDDEN,)
+            shapes[blk + ln + "/bias"] = (HIDDEN,)
+        att = blk + "MultiHeadDotProductAttention_1/"
+        for proj in ("query", "key", "value"):
+            shapes[att + proj + "/kernel"] = (HIDDEN, HEADS, head_dim)
+            shapes[att + proj + "/bias"] = (HEADS, head_dim)
+        shapes[att + "out/kernel"] = (HEADS, head_dim, HIDDEN)
+        shapes[att + "out/bias"] = (HIDDEN,)
+        mlp = blk + "MlpBlock_3/"
+        shapes[mlp + "Dense_0/kernel"] = (HIDDEN, MLP_DIM)
+        shapes[mlp + "Dense_0/bias"] = (MLP_DIM,)
+        shapes[mlp + "Dense_1/kernel"] = (MLP_DIM, HIDDEN)
+        shapes[mlp + "Dense_1/bias"] = (HIDDEN,)
+    return shapes
+
+
+@dataclass(frozen=True)
+class _Header:
+    member: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int  # bytes of the .npy header before the data
+
+
+def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> _Header:
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except (ValueError, EOFError) as e:
+            raise CheckpointError(f"{where}: invalid array header ({e})") from None
+        return _Header(info, tuple(int(d) for d in shape), bool(fortran), dtype, f.tell())
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+    except zipfile.BadZipFile:
+        size = path.stat().st_size
+        raise CheckpointError(
+            f"{path}: not a readable .npz archive ({size:,} bytes) - the file is truncated "
+            "(an interrupted download?) or not a checkpoint; download it again") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def read_headers(path: str | os.PathLike) -> dict[str, _Header]:
+    """Headers of the ``opt/target/`` arrays, without reading any array data."""
+    path = Path(path)
+    with _open_zip(path) as zf:
+        headers = {}
+        for info in zf.infolist():
+            name = info.filename
+            if not (name.startswith(PREFIX) and name.endswith(".npy")):
+                continue
+            key = name[len(PREFIX):-len(".npy")]
+            h = _read_header(zf, info, f"{path}: {PREFIX}{key}")
+            if h.dtype.hasobject:
+                raise CheckpointError(
+                    f"{path}: {PREFIX}{key} holds pickled Python objects; refusing to load it "
+                    "(official checkpoints hold plain float32 arrays only)")
+            headers[key] = h
+    if not headers:
+        raise CheckpointError(
+            f"{path}: no '{PREFIX}' parameters - this is not a MUSIQ checkpoint")
+    return headers
+
+
+def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint") -> Variant:
+    """Variant from the head and scale-embedding shapes; raises if they are absent or odd."""
+    head = shapes.get("head/kernel")
+    scale = shapes.get("Transformer/scaleembed_input/scale_embedding")
+    if head is None:
+        raise CheckpointError(f"{where}: missing key {PREFIX}head/kernel")
+    if scale is None:
+        raise CheckpointError(
+            f"{where}: missing key {PREFIX}Transformer/scaleembed_input/scale_embedding")
+    if len(head) != 2 or head[0] != HIDDEN or head[1] < 1:
+        raise CheckpointError(
+            f"{where}: {PREFIX}head/kernel has shape {head}, expected ({HIDDEN}, classes)")
+    if len(scale) != 3 or scale[0] != 1 or scale[2] != HIDDEN or scale[1] not in (1, 3):
+        raise CheckpointError(
+            f"{where}: {PREFIX}Transformer/scaleembed_input/scale_embedding has shape "
+            f"{scale}, expected (1, 3, {HIDDEN}) (multi-scale) or (1, 1, {HIDDEN}) (single)")
+    return Variant(num_classes=head[1], num_scales=scale[1])
+
+
+def validate_shapes(shapes: dict[str, tuple[int, ...]], variant: Variant, where: str) -> None:
+    """Raise naming the first missing or mis-shaped key."""
+    for key, expected in parameter_shapes(variant.num_classes, variant.num_scales).items():
+        got = shapes.get(key)
+        if got is None:
+            raise CheckpointError(f"{where}: missing key {PREFIX}{key} (expected shape "
+                                  f"{expected}); not a complete MUSIQ checkpoint")
+        if tuple(got) != expected:
+            raise CheckpointError(f"{where}: key {PREFIX}{key} has shape {tuple(got)}, "
+                                  f"expected {expected}")
+
+
+def _read_array(zf: zipfile.ZipFile, h: _Header, where: str) -> np.ndarray:
+    if h.dtype.kind != "f" or h.dtype.itemsize not in (2, 4, 8):
+        raise CheckpointError(f"{where}: dtype {h.dtype} is not a float type")
+    n = int(np.prod(h.shape, dtype=np.int64))
+    nbytes = n * h.dtype.itemsize
+    if h.member.file_size != h.offset + nbytes:
+        raise CheckpointError(f"{where}: stored size {h.member.file_size} does not match its "
+                              f"header ({h.offset + nbytes} bytes); the file is damaged")
+    try:
+        with zf.open(h.member) as f:
+            f.seek(h.offset)
+            data = f.read(nbytes)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{where}: damaged data ({e}); download the file again") from None
+    if len(data) != nbytes:
+        raise CheckpointError(f"{where}: truncated data; download the file again")
+    a = np.frombuffer(data, dtype=h.dtype)
+    a = a.reshape(h.shape[::-1]).T if h.fortran else a.reshape(h.shape)
+    return np.array(a, dtype=np.float32, order="C")  # a writable copy
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Variant]:
+    """Model parameters (keys without ``opt/target/``, float32) and the detected variant.
+
+    Raises :class:`CheckpointError` naming the file and the first problem found.
+    """
+    path = Path(path)
+    headers = read_headers(path)
+    shapes = {k: h.shape for k, h in headers.items()}
+    variant = detect_variant(shapes, str(path))
+    validate_shapes(shapes, variant, str(path))
+    expected = parameter_shapes(variant.num_classes, variant.num_scales)
+    params = {}
+    with _open_zip(path) as zf:
+        for key in expected:
+            params[key] = _read_array(zf, headers[key], f"{path}: {PREFIX}{key}")
+    return params, variant
+
+
+def save_checkpoint(path: str | os.PathLike, params: dict[str, np.ndarray]) -> Path:
+    """Write parameters as an official-format ``.npz`` (``opt/target/`` keys, float32).
+
+    Written to a temporary name and renamed, so a crash never leaves a half file.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    arrays = {PREFIX + k: np.asarray(v, np.float32) for k, v in sorted(params.items())}
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,1 @@
+"""The ``musiq`` command. Each subcommand lives in its own module with ``register(sub)``."""

@@ -1,0 +1,60 @@
+"""Shared fixtures: the golden data in ../shared and checkpoints written by its tool."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared"))
+GOLDEN = SHARED / "golden"
+MAKE_CHECKPOINT = SHARED / "tools" / "make_checkpoint.py"
+
+
+def golden_records() -> list[dict]:
+    return json.loads((GOLDEN / "scores.json").read_text())["images"]
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, dict]:
+    """Golden records by file name."""
+    if not GOLDEN.is_dir():
+        pytest.fail(f"golden data not found at {GOLDEN} (set MUSIQ_SHARED)")
+    return {r["file"]: r for r in golden_records()}
+
+
+def write_checkpoint(path: Path, *args: str) -> Path:
+    """Run ../shared/tools/make_checkpoint.py (the structure-exact official layout)."""
+    subprocess.run([sys.executable, str(MAKE_CHECKPOINT), str(path), *args], check=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("checkpoints")
+
+
+@pytest.fixture(scope="session")
+def ckpt_1class(checkpoint_dir) -> Path:
+    return write_checkpoint(checkpoint_dir / "ckpt_1class.npz", "--classes", "1")
+
+
+@pytest.fixture(scope="session")
+def ckpt_10class(checkpoint_dir) -> Path:
+    return write_checkpoint(checkpoint_dir / "ckpt_10class.npz", "--classes", "10")
+
+
+@pytest.fixture(scope="session")
+def scorer_1class(ckpt_1class):
+    import musiq
+    return musiq.load(ckpt_1class, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def scorer_10class(ckpt_10class):
+    import musiq
+    return musiq.load(ckpt_10class, device="cpu")
