@@ -241,6 +241,10 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> Fast
     async def index() -> Response:
         return page.response("index.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return page.response("favicon.svg")
+
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         return page.response(name)

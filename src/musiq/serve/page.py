@@ -8,7 +8,8 @@ from fastapi.responses import Response
 
 FILES = {"index.html": "text/html; charset=utf-8",
          "app.js": "text/javascript; charset=utf-8",
-         "style.css": "text/css; charset=utf-8"}
+         "style.css": "text/css; charset=utf-8",
+         "favicon.svg": "image/svg+xml"}
 
 #: The page talks only to this server and shows only local blob: thumbnails.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "

@@ -67,9 +67,16 @@ function render() {
     const li = document.createElement("li");
     li.className = r.score === null ? "result failed" : "result";
     li.dataset.filename = r.filename;
-    const img = document.createElement("img");
-    img.src = r.url;
-    img.alt = r.filename;
+    let img;
+    if (r.score === null) {
+      img = document.createElement("div");
+      img.className = "placeholder";
+      img.textContent = "\u2715";
+    } else {
+      img = document.createElement("img");
+      img.src = r.url;
+      img.alt = r.filename;
+    }
     const info = document.createElement("div");
     info.className = "info";
     const name = document.createElement("div");
@@ -154,7 +161,8 @@ async function scoreFiles(fileList) {
     render();
   }
   const failed = state.results.filter((r) => r.score === null).length;
-  setStatus(`${state.results.length} image(s) scored by ${model ? model.name : "the model"}` +
+  setStatus(`${state.results.length - failed} image(s) scored by ` +
+            `${model ? model.name : "the model"}` +
             (failed ? `, ${failed} could not be scored` : ""));
 }
 
