@@ -5,11 +5,13 @@
 
 Starts its own servers (random-weight checkpoint from ../shared/tools/make_checkpoint.py
 unless --model is given; timings do not depend on weight values) and sends small JPEGs:
+0. one client: --serial-requests one after the other (latency without queueing);
 1. batching: --requests at --concurrency against the default settings;
 2. baseline: --baseline-requests with --max-batch-size 1 (0 skips it);
-3. overload: --overload-requests at --overload-concurrency against --max-queue
-   --overload-queue: counts 503s, checks each has Retry-After, samples the server's RSS and
-   checks it still answers /healthz afterwards.
+3. overload: --overload-concurrency clients for --overload-seconds (at most
+   --overload-requests) against --max-queue --overload-queue, each pausing 50 ms after a 503:
+   counts 503s, checks each has Retry-After, samples the server's RSS and checks it still
+   answers /healthz afterwards.
 Each phase is bounded by its request count and --phase-timeout seconds.
 """
 from __future__ import annotations
@@ -87,9 +89,10 @@ def batch_counts(url: str) -> Counter:
                     re.findall(r'musiq_batches_total\{[^}]*size="(\d+)"\} (\S+)', text)})
 
 
-def drive(url: str, bodies: list[bytes], total: int, concurrency: int, deadline_s: float
-          ) -> dict:
-    """``total`` raw-body POSTs from ``concurrency`` threads; statuses and latencies."""
+def drive(url: str, bodies: list[bytes], total: int, concurrency: int, deadline_s: float,
+          backoff_s: float = 0.0) -> dict:
+    """``total`` raw-body POSTs from ``concurrency`` threads (or fewer when ``deadline_s``
+    passes first); statuses and latencies. A client pauses ``backoff_s`` after a 503."""
     lock = threading.Lock()
     next_index = [0]
     latencies: list[float] = []
@@ -123,6 +126,8 @@ def drive(url: str, bodies: list[bytes], total: int, concurrency: int, deadline_
                             round(r.json()["results"][0]["score"], 5))
                     elif status == 503 and "retry-after" not in r.headers:
                         retry_after_missing[0] += 1
+                if status == 503 and backoff_s:
+                    time.sleep(backoff_s)
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -147,14 +152,14 @@ def drive(url: str, bodies: list[bytes], total: int, concurrency: int, deadline_
 
 
 def phase(name: str, model: Path, server_args: list[str], bodies: list[bytes], total: int,
-          concurrency: int, deadline_s: float) -> dict:
+          concurrency: int, deadline_s: float, backoff_s: float = 0.0) -> dict:
     print(f"[{name}] starting server {' '.join(server_args)}", file=sys.stderr)
     srv = ServerProcess("--model", str(model), *server_args)
     try:
         sampler = RssSampler(srv.proc.pid)
         sampler.start()
         before = batch_counts(srv.url)
-        result = drive(srv.url, bodies, total, concurrency, deadline_s)
+        result = drive(srv.url, bodies, total, concurrency, deadline_s, backoff_s)
         after = batch_counts(srv.url)
         result.update(sampler.stop())
         sizes = after - before
@@ -178,8 +183,12 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-batch-size", type=int, default=8)
+    ap.add_argument("--serial-requests", type=int, default=20,
+                    help="requests from one client first, for latency without queueing")
     ap.add_argument("--baseline-requests", type=int, default=200)
-    ap.add_argument("--overload-requests", type=int, default=600)
+    ap.add_argument("--overload-requests", type=int, default=5000)
+    ap.add_argument("--overload-seconds", type=float, default=60,
+                    help="the overload phase stops after this long or its request count")
     ap.add_argument("--overload-concurrency", type=int, default=64)
     ap.add_argument("--overload-queue", type=int, default=8)
     ap.add_argument("--phase-timeout", type=float, default=600, metavar="S")
@@ -196,6 +205,9 @@ def main() -> int:
         bodies = small_jpegs()
         quiet = ["--no-access-log", "--log-level", "warning"]
         report = {"images": [f"{w}x{h} JPEG" for w, h in SIZES]}
+        if args.serial_requests:
+            report["one_client"] = phase(
+                "one-client", model, quiet, bodies, args.serial_requests, 1, args.phase_timeout)
         report["batching"] = phase(
             "batching", model, quiet + ["--max-batch-size", str(args.max_batch_size)], bodies,
             args.requests, args.concurrency, args.phase_timeout)
@@ -208,7 +220,8 @@ def main() -> int:
                 "overload", model, quiet + ["--max-queue", str(args.overload_queue),
                                             "--max-files", "1",
                                             "--max-batch-size", str(args.max_batch_size)],
-                bodies, args.overload_requests, args.overload_concurrency, args.phase_timeout)
+                bodies, args.overload_requests, args.overload_concurrency,
+                args.overload_seconds, backoff_s=0.05)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:

@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     for s in scorers:
         print(f"musiq serve: model '{s.name}' ({s.kind}, range {s.score_range})",
               file=sys.stderr)
+    if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"musiq serve: warning: listening on {args.host} without an API key; set "
+              f"${API_KEY_ENV} or put an authenticating proxy in front", file=sys.stderr)
     print(f"musiq serve: http://{args.host}:{args.port}/ (API key "
           f"{'required' if config.api_key else 'off'})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
