@@ -62,7 +62,7 @@ function render() {
   const ok = state.results.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
   const bad = state.results.filter((r) => r.score === null);
   const m = currentModel();
-  const [lo, hi] = m && m.score_range ? m.score_range : [0, 1];
+  const range = m && m.score_range;
   const items = [...ok, ...bad].map((r, i) => {
     const li = document.createElement("li");
     li.className = r.score === null ? "result failed" : "result";
@@ -95,7 +95,8 @@ function render() {
       score.append(rank, fmt(r.score));
     }
     info.append(name, score);
-    if (r.score !== null) {
+    if (r.score !== null && range) {
+      const [lo, hi] = range;
       const bar = document.createElement("div");
       bar.className = "bar";
       const fill = document.createElement("span");
