@@ -1,4 +1,5 @@
-"""The dynamic batcher and admission control, without HTTP (a fake model records batches)."""
+"""Parts of the server without HTTP: batcher (a fake model records batches), admission,
+metrics text, package data."""
 from __future__ import annotations
 
 import asyncio
@@ -165,3 +166,15 @@ def test_metrics_text_format():
     assert 'musiq_batch_size_bucket{le="+Inf"} 1' in text
     assert 'reason="odd\\"label"' in text
     assert "# TYPE musiq_batch_size histogram" in text
+
+
+def test_page_files_ship_as_package_data():
+    tomllib = pytest.importorskip("tomllib")
+    from conftest import ROOT
+    from musiq.serve.page import FILES
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["musiq.serve"]
+    static = ROOT / "src" / "musiq" / "serve"
+    shipped = {p.relative_to(static).as_posix() for pat in patterns for p in static.glob(pat)}
+    assert {f"static/{name}" for name in FILES} <= shipped
