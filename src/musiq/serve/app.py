@@ -66,6 +66,8 @@ class Service:
         self.metrics = Registry(config.max_batch_size)
         self.admission = Admission(config.max_queue)
         self.inflight = 0
+        # Decoded images at most: one batch running and the next one filling.
+        self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
         self.metrics.queue_depth.read_from(lambda: self.admission.depth)
         self.metrics.inflight.read_from(lambda: self.inflight)
         self.decode_pool = ThreadPoolExecutor(config.decode_workers,
@@ -226,7 +228,8 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> Fast
             service.admission.acquire(len(uploads) - 1, batcher.seconds_per_image)
             held[0] = len(uploads)
         outcomes: list[Outcome] = await asyncio.gather(
-            *(score_upload(u, scorer, batcher, service.decode_pool) for u in uploads))
+            *(score_upload(u, scorer, batcher, service.decode_pool, service.token_slots)
+              for u in uploads))
         for o in outcomes:
             service.metrics.images.inc(outcome="ok" if o.error is None else "error")
         if not multipart and outcomes[0].error is not None:

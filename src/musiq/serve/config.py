@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Pixel limit of the server unless ``--max-pixels`` says otherwise: 40 MP (e.g. 7300x5475)
-#: keeps one image's tokens well under a gigabyte; the library default is far higher.
-SERVE_MAX_PIXELS = 40_000_000
+#: Pixel limit of the server unless ``--max-pixels`` says otherwise: 16 MP takes a 12 MP phone
+#: photo (4032x3024) or a 4608x3456 camera frame; its tokens are ~0.2 GB. The library's
+#: default (100 MP) would let one small upload cost gigabytes and minutes.
+SERVE_MAX_PIXELS = 16_000_000
 
 
 @dataclass(frozen=True)

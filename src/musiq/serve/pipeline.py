@@ -44,8 +44,18 @@ def image_error_status(reason: str) -> int:
 
 
 async def score_upload(upload: Upload, scorer: Scorer, batcher: Batcher,
-                       decode_pool: Executor) -> Outcome:
-    """Decode, batch and interpret one image; every failure becomes an :class:`Outcome`."""
+                       decode_pool: Executor, slots: asyncio.Semaphore) -> Outcome:
+    """Decode, batch and interpret one image; every failure becomes an :class:`Outcome`.
+
+    ``slots`` bounds the images between decoding and their answer: tokens are many times
+    larger than the upload, so queued images wait as bytes, not as tokens.
+    """
+    async with slots:
+        return await _score(upload, scorer, batcher, decode_pool)
+
+
+async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
+                 decode_pool: Executor) -> Outcome:
     loop = asyncio.get_running_loop()
     out = Outcome(upload.filename)
     try:
