@@ -1,0 +1,106 @@
+"""``musiq serve``: serve models over HTTP (``POST /v1/score``) with a web page at ``/``.
+
+Contract: ``musiq serve --model NAME|PATH --host H --port P`` serves until stopped (Ctrl-C or
+SIGTERM). ``--model`` may be repeated; the first is the default. Needs the ``serve`` extra.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import numpy as np
+
+from ..errors import MusiqError
+from ..scorer import load
+from ..serve.config import SERVE_MAX_PIXELS, ServeConfig
+from .common import add_model_options
+
+API_KEY_ENV = "MUSIQ_API_KEY"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve models over HTTP with a web page",
+                       description=__doc__.split("\n")[0], conflict_handler="resolve")
+    add_model_options(p)
+    # Replaces the shared --model: a server may keep several models in memory.
+    p.add_argument("--model", "-m", action="append", metavar="NAME|PATH",
+                   help="registry name or .npz path; repeat to serve several "
+                        "(default: koniq; the first is the default model)")
+    d = ServeConfig()
+    g = p.add_argument_group("server")
+    g.add_argument("--max-pixels", type=int, default=SERVE_MAX_PIXELS, metavar="N",
+                   help="refuse images above N pixels (checked from the header) with 422 "
+                        f"(default {SERVE_MAX_PIXELS:,}; 0 = no limit)")
+    g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    g.add_argument("--max-batch-size", type=int, default=d.max_batch_size, metavar="N",
+                   help=f"images per forward pass at most (default {d.max_batch_size})")
+    g.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms, metavar="MS",
+                   help="how long a batch waits for more images after its first "
+                        f"(default {d.max_wait_ms:g})")
+    g.add_argument("--max-queue", type=int, default=d.max_queue, metavar="N",
+                   help="images admitted and not yet answered; beyond it requests get 503 "
+                        f"with Retry-After (default {d.max_queue})")
+    g.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
+                   metavar="MB", help="largest request body in MiB, else 413 "
+                                      f"(default {d.max_upload_bytes / 2**20:g})")
+    g.add_argument("--max-files", type=int, default=d.max_files, metavar="N",
+                   help=f"files per request, else 413 (default {d.max_files})")
+    g.add_argument("--timeout", type=float, default=d.timeout_s, metavar="S",
+                   help=f"deadline of one request in seconds, else 504 (default {d.timeout_s:g})")
+    g.add_argument("--decode-workers", type=int, default=d.decode_workers, metavar="N",
+                   help=f"threads decoding images (default {d.decode_workers})")
+    g.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
+                   help=f"require this key on /v1/* (default ${API_KEY_ENV}; prefer the "
+                        "variable: arguments are visible to other local users)")
+    g.add_argument("--log-level", default="info",
+                   choices=("critical", "error", "warning", "info", "debug"))
+    g.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> ServeConfig:
+    try:
+        return ServeConfig(
+            max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+            max_queue=args.max_queue, max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_files=args.max_files, timeout_s=args.timeout,
+            decode_workers=args.decode_workers, api_key=args.api_key or None)
+    except ValueError as e:
+        raise MusiqError(f"invalid server option: {e}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+    except ImportError as e:
+        raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
+                         "pip install 'musiq[serve]'") from None
+    config = config_from_args(args)
+    scorers = []
+    for name in args.model or ["koniq"]:
+        scorer = load(name, checkpoint_dir=args.checkpoint_dir, device=args.device,
+                      max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose)
+        # Warm up so the first client does not pay for lazy initialisation.
+        scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
+        scorers.append(scorer)
+    try:
+        app = create_app(scorers, config)
+    except ValueError as e:
+        raise MusiqError(str(e)) from None
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
+    for s in scorers:
+        print(f"musiq serve: model '{s.name}' ({s.kind}, range {s.score_range})",
+              file=sys.stderr)
+    if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"musiq serve: warning: listening on {args.host} without an API key; set "
+              f"${API_KEY_ENV} or put an authenticating proxy in front", file=sys.stderr)
+    print(f"musiq serve: http://{args.host}:{args.port}/ (API key "
+          f"{'required' if config.api_key else 'off'})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=not args.no_access_log, workers=1)
+    return 0

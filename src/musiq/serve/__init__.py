@@ -1,0 +1,20 @@
+"""``musiq serve``: an HTTP scoring service with dynamic batching and a web page.
+
+Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart)::
+
+    pip install 'musiq[serve]'
+    musiq serve --model koniq --host 127.0.0.1 --port 8000
+
+Layout: ``config`` (limits) -> ``uploads`` / ``limits`` / ``auth`` (taking a request) ->
+``pipeline`` (decode in threads) -> ``batcher`` (model thread) -> ``app`` (routes), with
+``metrics`` and ``page`` beside them.
+"""
+from .config import SERVE_MAX_PIXELS, ServeConfig
+
+__all__ = ["SERVE_MAX_PIXELS", "ServeConfig", "create_app"]
+
+
+def create_app(*args, **kwargs):
+    """See :func:`musiq.serve.app.create_app` (imported lazily: FastAPI is optional)."""
+    from .app import create_app as _create_app
+    return _create_app(*args, **kwargs)

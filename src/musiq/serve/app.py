@@ -1,0 +1,255 @@
+"""The FastAPI application of ``musiq serve``: routes, error answers and lifecycle.
+
+Routes: ``POST /v1/score``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``, the page
+at ``/`` and OpenAPI docs at ``/docs``. See ``docs/serve.md`` for the contract.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
+
+from .. import __version__
+from ..scorer import Scorer
+from .auth import check_api_key
+from .batcher import Batcher
+from .config import ServeConfig
+from .limits import Admission, check_declared_length
+from .metrics import Registry
+from .page import Page
+from .pipeline import Outcome, score_upload
+from .uploads import is_multipart, read_multipart, read_raw
+
+ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
+#: Status codes counted as refusals in ``musiq_rejected_total``.
+REFUSALS = {401: "unauthorized", 413: "too_large", 503: "queue_full", 504: "timeout"}
+
+
+class ScoreEntry(BaseModel):
+    filename: str
+    score: Optional[float]
+    error: Optional[str]
+    distribution: Optional[list[float]] = None
+    std: Optional[float] = None
+    top5: Optional[list[dict]] = None
+
+
+class ScoreAnswer(BaseModel):
+    model: str
+    kind: str
+    score_range: Optional[list[float]]
+    results: list[ScoreEntry]
+
+
+class ErrorAnswer(BaseModel):
+    detail: str
+
+
+class Service:
+    """Everything the routes share: models with their batchers, limits, pools, metrics."""
+
+    def __init__(self, scorers: list[Scorer], config: ServeConfig) -> None:
+        if not scorers:
+            raise ValueError("at least one model is needed")
+        names = [s.name for s in scorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two models have the same name: {names}")
+        self.config = config
+        self.scorers = {s.name: s for s in scorers}
+        self.default = scorers[0].name
+        self.metrics = Registry(config.max_batch_size)
+        self.admission = Admission(config.max_queue)
+        self.inflight = 0
+        # Decoded images at most: one batch running and the next one filling.
+        self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
+        self.metrics.queue_depth.read_from(lambda: self.admission.depth)
+        self.metrics.inflight.read_from(lambda: self.inflight)
+        self.decode_pool = ThreadPoolExecutor(config.decode_workers,
+                                              thread_name_prefix="musiq-decode")
+        # One model thread for all models: forward passes never compete for the cores.
+        self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="musiq-model")
+        self.batchers = {name: Batcher(s, self.model_pool, self.metrics,
+                                       max_batch_size=config.max_batch_size,
+                                       max_wait_ms=config.max_wait_ms)
+                         for name, s in self.scorers.items()}
+
+    def pick(self, name: str | None) -> Scorer:
+        if name is None:
+            return self.scorers[self.default]
+        if name not in self.scorers:
+            raise HTTPException(404, f"unknown model '{name}'; this server has: "
+                                     f"{', '.join(self.scorers)}")
+        return self.scorers[name]
+
+    def describe(self, scorer: Scorer) -> dict:
+        d = scorer.describe()
+        d.pop("path", None)  # server-side paths are nobody's business
+        d["score_range"] = list(d["score_range"]) if d["score_range"] else None
+        return d
+
+    async def start(self) -> None:
+        for b in self.batchers.values():
+            b.start()
+
+    async def stop(self) -> None:
+        for b in self.batchers.values():
+            await b.stop()
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.model_pool.shutdown(wait=False, cancel_futures=True)
+
+
+class MetricsMiddleware:
+    """Counts every answer by route and status and times it (pure ASGI, no buffering)."""
+
+    def __init__(self, app, metrics: Registry) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_count(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self.metrics.request_seconds.observe(time.perf_counter() - started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_count)
+        finally:
+            path = scope.get("path", "")
+            route = path if path in ROUTES or path.startswith("/static/") else "other"
+            self.metrics.requests.inc(route=route, status=str(status))
+            if status in REFUSALS:
+                self.metrics.rejected.inc(reason=REFUSALS[status])
+
+
+def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> FastAPI:
+    """The application serving ``scorers`` (the first is the default model)."""
+    config = config or ServeConfig()
+    service = Service(scorers, config)
+    page = Page()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="musiq", version=__version__, lifespan=lifespan,
+                  description="MUSIQ image quality scores over HTTP. See docs/serve.md.")
+    app.state.service = service
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+
+    @app.get("/healthz", summary="200 when the models are loaded")
+    async def healthz() -> dict:
+        return {"status": "ok", "models": list(service.scorers)}
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return PlainTextResponse(service.metrics.render(),
+                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models", summary="The models served, their output ranges and the limits",
+             responses={401: {"model": ErrorAnswer}})
+    async def models(request: Request) -> dict:
+        check_api_key(request, config.api_key)
+        return {
+            "default": service.default,
+            "models": [service.describe(s) for s in service.scorers.values()],
+            "limits": {"max_upload_bytes": config.max_upload_bytes,
+                       "max_files": config.max_files,
+                       "max_pixels": service.scorers[service.default].max_pixels,
+                       "timeout_s": config.timeout_s},
+        }
+
+    score_body = {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {"file": {"type": "array",
+                                    "items": {"type": "string", "format": "binary"}}}}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+    }}}
+    errors = {code: {"model": ErrorAnswer, "description": text} for code, text in {
+        400: "malformed request", 401: "missing or wrong API key", 404: "unknown model",
+        413: "body or file count above the limit", 415: "raw body: not an image format",
+        422: "raw body: an image that cannot be scored", 503: "queue full (see Retry-After)",
+        504: "the request took longer than the timeout"}.items()}
+
+    @app.post("/v1/score", summary="Score one or more images", response_model=ScoreAnswer,
+              responses=errors, openapi_extra=score_body)
+    async def score(request: Request,
+                    model: Optional[str] = Query(None, description="model name (default: the "
+                                                 "first one served)"),
+                    filename: Optional[str] = Query(None, description="name to report for a "
+                                                    "raw-body image")) -> JSONResponse:
+        """Multipart fields named `file` (one or more; answers 200 with an error per bad file),
+        or the image as the raw body (a bad image answers 415/422 with `detail`)."""
+        check_api_key(request, config.api_key)
+        scorer = service.pick(model)
+        check_declared_length(request, config.max_upload_bytes)
+        batcher = service.batchers[scorer.name]
+        service.admission.acquire(1, batcher.seconds_per_image)
+        held = [1]
+        service.inflight += 1
+        try:
+            return await asyncio.wait_for(_score(request, scorer, filename, held),
+                                          config.timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(504, f"request took longer than the limit of "
+                                     f"{config.timeout_s:g} s") from None
+        finally:
+            service.inflight -= 1
+            service.admission.release(held[0])
+
+    async def _score(request: Request, scorer: Scorer, filename: str | None,
+                     held: list[int]) -> JSONResponse:
+        multipart = is_multipart(request)
+        if multipart:
+            uploads = await read_multipart(request, config.max_upload_bytes, config.max_files)
+        else:
+            uploads = [await read_raw(request, config.max_upload_bytes, filename)]
+        batcher = service.batchers[scorer.name]
+        if len(uploads) > 1:
+            service.admission.acquire(len(uploads) - 1, batcher.seconds_per_image)
+            held[0] = len(uploads)
+        outcomes: list[Outcome] = await asyncio.gather(
+            *(score_upload(u, scorer, batcher, service.decode_pool, service.token_slots)
+              for u in uploads))
+        for o in outcomes:
+            service.metrics.images.inc(outcome="ok" if o.error is None else "error")
+        if not multipart and outcomes[0].error is not None:
+            o = outcomes[0]
+            return JSONResponse({"detail": f"{o.filename}: {o.error}"}, status_code=o.status)
+        desc = service.describe(scorer)
+        return JSONResponse({"model": scorer.name, "kind": scorer.kind,
+                             "score_range": desc["score_range"],
+                             "results": [o.to_json() for o in outcomes]})
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return page.response("index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return page.response("favicon.svg")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        return page.response(name)
+
+    return app

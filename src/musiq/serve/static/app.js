@@ -1,0 +1,202 @@
+// musiq web page: choose or drop images, POST them to /v1/score, show them best first.
+"use strict";
+
+const state = { models: [], limits: null, key: sessionStorage.getItem("musiq-key") || "",
+                results: [] };
+const $ = (id) => document.getElementById(id);
+
+function headers() {
+  return state.key ? { "Authorization": "Bearer " + state.key } : {};
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+function currentModel() {
+  return state.models.find((m) => m.name === $("model").value) || state.models[0];
+}
+
+function fmt(x) {
+  const m = currentModel();
+  const span = m && m.score_range ? m.score_range[1] - m.score_range[0] : 100;
+  return x.toFixed(span <= 1 ? 4 : span <= 10 ? 3 : 2);
+}
+
+function describeRange() {
+  const m = currentModel();
+  if (!m) return;
+  const r = m.score_range ? `scores from ${m.score_range[0]} to ${m.score_range[1]}` :
+    "score range unknown";
+  const what = { mos: "mean opinion score", distribution: "mean of a 1-10 rating distribution",
+                 imagenet: "top-1 class probability" }[m.kind] || m.kind;
+  $("range").textContent = `${what}, ${r}, higher is better`;
+  $("range").dataset.range = m.score_range ? m.score_range.join(",") : "";
+}
+
+async function loadModels() {
+  const resp = await fetch("/v1/models", { headers: headers() });
+  if (resp.status === 401) {
+    $("key-box").hidden = false;
+    $("range").textContent = "this server needs an API key";
+    return;
+  }
+  if (!resp.ok) { setStatus(`could not load models (${resp.status})`, true); return; }
+  const body = await resp.json();
+  $("key-box").hidden = true;
+  state.models = body.models;
+  state.limits = body.limits;
+  const select = $("model");
+  select.replaceChildren(...body.models.map((m) => new Option(m.name, m.name)));
+  select.value = body.default;
+  select.disabled = body.models.length < 2;
+  describeRange();
+  const l = body.limits;
+  $("limits").textContent = `Up to ${l.max_files} files and ` +
+    `${(l.max_upload_bytes / 1048576).toFixed(0)} MiB per upload; JPEG, PNG, WebP, TIFF, BMP, GIF.`;
+}
+
+function render() {
+  const list = $("results");
+  const ok = state.results.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
+  const bad = state.results.filter((r) => r.score === null);
+  const m = currentModel();
+  const range = m && m.score_range;
+  const items = [...ok, ...bad].map((r, i) => {
+    const li = document.createElement("li");
+    li.className = r.score === null ? "result failed" : "result";
+    li.dataset.filename = r.filename;
+    let img;
+    if (r.score === null) {
+      img = document.createElement("div");
+      img.className = "placeholder";
+      img.textContent = "\u2715";
+    } else {
+      img = document.createElement("img");
+      img.src = r.url;
+      img.alt = r.filename;
+    }
+    const info = document.createElement("div");
+    info.className = "info";
+    const name = document.createElement("div");
+    name.className = "name";
+    name.textContent = r.filename;
+    name.title = r.filename;
+    const score = document.createElement("div");
+    score.className = "score";
+    if (r.score === null) {
+      score.textContent = r.error;
+    } else {
+      li.dataset.score = String(r.score);
+      const rank = document.createElement("span");
+      rank.className = "rank";
+      rank.textContent = `#${i + 1}`;
+      score.append(rank, fmt(r.score));
+    }
+    info.append(name, score);
+    if (r.score !== null && range) {
+      const [lo, hi] = range;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      const fill = document.createElement("span");
+      const frac = Math.min(1, Math.max(0, (r.score - lo) / (hi - lo || 1)));
+      fill.style.width = `${(frac * 100).toFixed(1)}%`;
+      bar.append(fill);
+      info.append(bar);
+    }
+    li.append(img, info);
+    return li;
+  });
+  list.replaceChildren(...items);
+  $("clear").hidden = state.results.length === 0;
+}
+
+function chunks(files) {
+  const l = state.limits || { max_files: 16, max_upload_bytes: 32 * 1048576 };
+  const out = [];
+  let cur = [];
+  let size = 0;
+  for (const f of files) {
+    if (cur.length && (cur.length >= l.max_files || size + f.size + 1024 > l.max_upload_bytes)) {
+      out.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(f);
+    size += f.size + 1024;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+async function scoreFiles(fileList) {
+  const files = Array.from(fileList);
+  if (!files.length) return;
+  const model = currentModel();
+  const query = model ? `?model=${encodeURIComponent(model.name)}` : "";
+  let done = 0;
+  for (const group of chunks(files)) {
+    setStatus(`scoring ${files.length - done} image(s)…`);
+    const form = new FormData();
+    for (const f of group) form.append("file", f, f.name);
+    let resp;
+    try {
+      resp = await fetch("/v1/score" + query, { method: "POST", body: form, headers: headers() });
+    } catch (e) {
+      setStatus(`upload failed: ${e.message}`, true);
+      return;
+    }
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const wait = resp.headers.get("Retry-After");
+      setStatus(`${resp.status}: ${body.detail || resp.statusText}` +
+                (wait ? ` (retry in ${wait} s)` : ""), true);
+      if (resp.status === 401) $("key-box").hidden = false;
+      return;
+    }
+    body.results.forEach((r, i) => {
+      state.results.push({ ...r, url: URL.createObjectURL(group[i]) });
+    });
+    done += group.length;
+    render();
+  }
+  const failed = state.results.filter((r) => r.score === null).length;
+  setStatus(`${state.results.length - failed} image(s) scored by ` +
+            `${model ? model.name : "the model"}` +
+            (failed ? `, ${failed} could not be scored` : ""));
+}
+
+function setup() {
+  const drop = $("drop");
+  $("files").addEventListener("change", (e) => { scoreFiles(e.target.files); e.target.value = ""; });
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); scoreFiles(e.dataTransfer.files); });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter") $("files").click(); });
+  $("model").addEventListener("change", () => {
+    // Scores of different models are not comparable: start a fresh list.
+    state.results.forEach((r) => URL.revokeObjectURL(r.url));
+    state.results = [];
+    describeRange();
+    render();
+    setStatus("");
+  });
+  $("clear").addEventListener("click", () => {
+    state.results.forEach((r) => URL.revokeObjectURL(r.url));
+    state.results = [];
+    render();
+    setStatus("");
+  });
+  $("key-save").addEventListener("click", () => {
+    state.key = $("api-key").value;
+    sessionStorage.setItem("musiq-key", state.key);
+    loadModels();
+  });
+  loadModels();
+}
+
+document.addEventListener("DOMContentLoaded", setup);
