@@ -28,6 +28,7 @@ import simplejpeg
 from PIL import Image
 
 from .errors import ImageError
+from .sniff import header_size, sniff
 
 #: Default refusal threshold, in pixels (width x height), checked from the header.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -39,7 +40,6 @@ PATCH_BUDGET_DIVISOR = PATCH * PATCH // 2
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Image.Image]
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
 #: Pillow plugins allowed to see input bytes (format ids as ``Image.open(formats=...)``).
 PILLOW_FORMATS = ("PNG", "GIF", "WEBP", "TIFF", "BMP")
 #: libjpeg(-turbo) warning that the data ended early (JWRN_JPEG_EOF); TF refuses such files.
@@ -57,50 +57,6 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     except OSError as e:
         raise ImageError(str(path), f"cannot read file ({e.strerror or e})") from None
     return data
-
-
-def sniff(data: bytes) -> str | None:
-    """Format of encoded bytes from their first bytes: ``JPEG``, ``PNG``, ``GIF``, ``WEBP``,
-    ``TIFF``, ``BMP``; a descriptive name for recognised but unsupported formats (``HEIF``,
-    ``AVIF``, ``JPEG 2000``, ``PDF`` ...); None when nothing matches."""
-    head = data[:32]
-    if head.startswith(_JPEG_MAGIC):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "TIFF"
-    if head[:4] in (b"II+\x00", b"MM\x00+"):
-        return "BigTIFF"
-    if head[:2] == b"BM":
-        return "BMP"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"avif", b"avis"):
-            return "AVIF"
-        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis"):
-            return "HEIF/HEIC"
-        return "ISO media (MP4/MOV/HEIF family)"
-    if head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
-        return "JPEG 2000"
-    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
-        return "JPEG XL"
-    if head.startswith(b"%PDF"):
-        return "PDF"
-    if head.startswith(b"8BPS"):
-        return "Photoshop PSD"
-    if head.startswith(b"\x00\x00\x01\x00"):
-        return "ICO"
-    if head.startswith(b"PK\x03\x04"):
-        return "ZIP archive"
-    stripped = head.lstrip()
-    if stripped[:5].lower() in (b"<?xml", b"<svg ") or stripped[:4].lower() == b"<svg":
-        return "SVG/XML"
-    return None
 
 
 def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
@@ -248,9 +204,9 @@ def _open_pillow(data: bytes, source: str, kind: str | None,
             # Our own max_pixels check applies; Pillow's bomb warning would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=list(formats))
-    except Image.DecompressionBombError as e:
-        raise ImageError(source, f"image is far above Pillow's decompression-bomb limit ({e})") \
-            from None
+    except Image.DecompressionBombError as e:  # only above 2 x PIL.Image.MAX_IMAGE_PIXELS
+        raise ImageError(source, f"image is above Pillow's decompression-bomb limit "
+                                 f"(PIL.Image.MAX_IMAGE_PIXELS): {e}") from None
     except Exception as e:  # Pillow raises many types for damaged headers
         raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
 
@@ -293,6 +249,9 @@ def decode_bytes(
         what = f"a {kind} file, which is" if kind else "not an image:"
         raise ImageError(source, f"{what} not a supported format (supported: JPEG, PNG, "
                                  "GIF, WebP, TIFF, BMP; decided by content, not by name)")
+    size = header_size(data, kind)
+    if size is not None:
+        _check_pixels(source, size[0], size[1], max_pixels)
     img = _open_pillow(data, source, kind, (kind,))
     _check_pixels(source, img.width, img.height, max_pixels)
     try:
@@ -303,6 +262,9 @@ def decode_bytes(
         rgb = _pillow_to_rgb(img, source)
     except ImageError:
         raise
+    except Image.DecompressionBombError as e:  # GIF/TIFF/WebP frames are checked on seek
+        raise ImageError(source, f"image is above Pillow's decompression-bomb limit "
+                                 f"(PIL.Image.MAX_IMAGE_PIXELS): {e}") from None
     except Exception as e:
         raise ImageError(source, f"corrupt or truncated {kind} data ({_short(e)})") from None
     if rgb.shape[:2] != (img.height, img.width):
@@ -319,7 +281,7 @@ def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda a: a[::-1],
         5: lambda a: a.transpose(1, 0, 2),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, 1)[::-1],  # transverse
+        7: lambda a: np.rot90(a, -1)[::-1],  # transverse
         8: lambda a: np.rot90(a, 1),
     }
     op = ops.get(int(orientation))
