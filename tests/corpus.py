@@ -69,6 +69,18 @@ def header_only_png(width: int, height: int) -> bytes:
     return raw_png(width, height, 8, 2, b"\0" * 64)
 
 
+def header_only_tiff(width: int, height: int) -> bytes:
+    """A small little-endian TIFF whose width/height tags are rewritten to claim any size."""
+    data = bytearray(pil_bytes(Image.new("RGB", (1, 1)), "TIFF"))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for e in range(struct.unpack("<H", data[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * e
+        tag = struct.unpack("<H", data[at:at + 2])[0]
+        if tag in (256, 257):
+            data[at + 2:at + 12] = struct.pack("<HII", 4, 1, width if tag == 256 else height)
+    return bytes(data)
+
+
 def jpeg_with_size(width: int, height: int) -> bytes:
     """A real small JPEG whose SOF0 claims another size."""
     data = bytearray(pil_bytes(Image.fromarray(smooth_rgb(16, 16)), "JPEG"))
@@ -262,6 +274,10 @@ def bad_cases() -> list[Case]:
                    r"patches, above the limit of 195,312"),
         Case("bomb_jpeg_65000x65000.jpg", jpeg_with_size(65000, 65000),
              error=r"^image is 65000x65000 = 4,225,000,000 pixels, above the limit"),
+        Case("bomb_tiff_20000x20000.tif", header_only_tiff(20000, 20000),
+             error=r"^image is above the limit of 100,000,000 pixels \(Image size \(400000000"),
+        Case("bomb_tiff_12000x10000.tif", header_only_tiff(12000, 10000),
+             error=r"^image is 12000x10000 = 120,000,000 pixels, above the limit"),
         Case("zero_width.png", header_only_png(0, 10), error=r"corrupt or truncated PNG header|"
              r"invalid image dimensions"),
     ]

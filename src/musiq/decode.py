@@ -197,16 +197,27 @@ def _exif_orientation(img: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def _bomb_error(source: str, e: Exception, max_pixels: int | None) -> ImageError:
+    """Pillow refuses above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (where we could not read the
+    size first, e.g. TIFF); that is above our own limit too unless it was raised."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels is not None and max_pixels <= limit:
+        return ImageError(source, f"image is above the limit of {max_pixels:,} pixels "
+                                  f"({_short(e)})")
+    return ImageError(source, f"image is above Pillow's decompression-bomb limit of "
+                              f"{limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS) ({_short(e)})")
+
+
 def _open_pillow(data: bytes, source: str, kind: str | None,
-                 formats: tuple[str, ...]) -> Image.Image:
+                 max_pixels: int | None, formats: tuple[str, ...]) -> Image.Image:
     try:
         with warnings.catch_warnings():
-            # Our own max_pixels check applies; Pillow's bomb warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Our own max_pixels check applies, and Pillow's warnings about damaged metadata
+            # would only add noise to a batch's output.
+            warnings.simplefilter("ignore")
             return Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as e:  # only above 2 x PIL.Image.MAX_IMAGE_PIXELS
-        raise ImageError(source, f"image is above Pillow's decompression-bomb limit "
-                                 f"(PIL.Image.MAX_IMAGE_PIXELS): {e}") from None
+        raise _bomb_error(source, e, max_pixels) from None
     except Exception as e:  # Pillow raises many types for damaged headers
         raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
 
@@ -252,7 +263,7 @@ def decode_bytes(
     size = header_size(data, kind)
     if size is not None:
         _check_pixels(source, size[0], size[1], max_pixels)
-    img = _open_pillow(data, source, kind, (kind,))
+    img = _open_pillow(data, source, kind, max_pixels, (kind,))
     _check_pixels(source, img.width, img.height, max_pixels)
     try:
         with warnings.catch_warnings():
@@ -263,8 +274,7 @@ def decode_bytes(
     except ImageError:
         raise
     except Image.DecompressionBombError as e:  # GIF/TIFF/WebP frames are checked on seek
-        raise ImageError(source, f"image is above Pillow's decompression-bomb limit "
-                                 f"(PIL.Image.MAX_IMAGE_PIXELS): {e}") from None
+        raise _bomb_error(source, e, max_pixels) from None
     except Exception as e:
         raise ImageError(source, f"corrupt or truncated {kind} data ({_short(e)})") from None
     if rgb.shape[:2] != (img.height, img.width):
