@@ -2,6 +2,7 @@
 MD5 mismatch, offline mode, on-demand download in ``musiq.load`` and the CLI."""
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -37,7 +38,9 @@ def server(monkeypatch):
 
 
 def leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.rglob("*") if p.is_file())
+    """Files left in a directory, but the empty lock file a download holds while it runs."""
+    return sorted(p.name for p in directory.rglob("*")
+                  if p.is_file() and not (p.suffix == ".lock" and p.stat().st_size == 0))
 
 
 def test_success_records_size_and_sha256(server, ckpt_bytes, tmp_path):
@@ -82,6 +85,15 @@ def test_retries_resume_within_one_call(server, ckpt_bytes, tmp_path):
     assert [r for _, r, _ in server.behaviour.log] == [None, "bytes=10000000-",
                                                         "bytes=15000000-"]
     assert len(messages) == 2 and "retrying" in messages[0]
+
+
+def test_concurrent_downloads_fetch_once(server, ckpt_bytes, tmp_path):
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: download(KONIQ, tmp_path, progress=False), range(3)))
+    assert paths == [tmp_path / "koniq_ckpt.npz"] * 3
+    assert paths[0].read_bytes() == ckpt_bytes
+    assert [s for _, _, s in server.behaviour.log] == [200]
 
 
 def test_server_without_range_support_restarts(server, ckpt_bytes, tmp_path):

@@ -14,6 +14,7 @@ Only the standard library (``urllib``) is used: one GET per attempt needs nothin
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
@@ -24,7 +25,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tqdm import tqdm
 
@@ -248,6 +249,35 @@ def download(info: ModelInfo, directory: str | os.PathLike | None = None, *,
     if progress is None:
         progress = sys.stderr.isatty()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(dest.with_name(dest.name + ".lock")):
+        if dest.is_file() and not force:  # another process finished it while we waited
+            return dest
+        return _download_locked(info, dest, url, force=force, retries=retries,
+                                timeout=timeout, progress=progress, log=log)
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """One download per file at a time, across processes (POSIX ``flock``; elsewhere none).
+
+    Two writers appending to one ``.partial`` file would corrupt it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; validation still catches a corrupted result
+        yield
+        return
+    with open(lock, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _download_locked(info: ModelInfo, dest: Path, url: str, *, force: bool, retries: int,
+                     timeout: float, progress: bool,
+                     log: Callable[[str], None] | None) -> Path:
     partial = dest.with_name(dest.name + PARTIAL)
     if force and partial.exists():
         partial.unlink()
