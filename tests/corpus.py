@@ -102,6 +102,12 @@ def exif_jpeg(rgb: np.ndarray, orientation: int) -> bytes:
     return pil_bytes(Image.fromarray(rgb), "JPEG", quality=92, exif=exif.tobytes())
 
 
+def mpo_jpeg(rgb: np.ndarray) -> bytes:
+    """A multi-picture JPEG (MPO, as phones write): two JPEGs, Pillow opens it as 'MPO'."""
+    second = Image.fromarray(255 - rgb)
+    return pil_bytes(Image.fromarray(rgb), "MPO", save_all=True, append_images=[second])
+
+
 def _equal(expected: np.ndarray) -> Callable[[np.ndarray], None]:
     def check(a: np.ndarray) -> None:
         assert a.shape == expected.shape and a.dtype == np.uint8
@@ -162,6 +168,7 @@ def good_cases() -> list[Case]:
     junk = rgb_jpeg[:-2] + b"\x00\x13\x37" + rgb_jpeg[-2:] + b"trailing junk"
     cases.append(Case("jpeg_extraneous_bytes.jpg", junk, _shape(48, 64)))
     cases.append(Case("jpeg_exif_rotated.jpg", exif_jpeg(rgb, 6), _shape(48, 64)))
+    cases.append(Case("jpeg_mpo.jpg", mpo_jpeg(rgb), _jpeg_reference(mpo_jpeg(rgb))))
     cases.append(Case("jpeg_named.png", prog, _jpeg_reference(prog)))  # content decides
 
     cases.append(Case("png_rgb.png", pil_bytes(Image.fromarray(rgb), "PNG"), _equal(rgb)))

@@ -12,10 +12,11 @@ import time
 
 import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image, ImageOps
 
-import musiq
-from corpus import bad_cases, exif_jpeg, good_cases, header_only_png, pil_bytes, smooth_rgb
+from corpus import (bad_cases, exif_jpeg, good_cases, header_only_png, mpo_jpeg, pil_bytes,
+                    smooth_rgb)
 from musiq import ImageError, load_image, preprocess
 from musiq.decode import decode_bytes
 
@@ -106,6 +107,12 @@ def test_exif_transpose_matches_pillow(orientation):
     assert np.array_equal(load_image(png_bytes, exif_transpose=True),
                           np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(png_bytes)))
                                      .convert("RGB")))
+
+
+def test_mpo_with_exif_transpose_keeps_the_tf_decoder():
+    data = mpo_jpeg(smooth_rgb(48, 64))
+    ref = simplejpeg.decode_jpeg(data, fastdct=True, fastupsample=False)
+    assert np.array_equal(load_image(data, exif_transpose=True), ref)
 
 
 def _with_exif(rgb: np.ndarray, jpeg: bytes) -> Image.Image:
