@@ -64,6 +64,20 @@ def png16(a: np.ndarray) -> bytes:
     return raw_png(a.shape[1], a.shape[0], 16, colour_type, rows)
 
 
+def interlaced_png(rgb: np.ndarray, keep: float = 1.0) -> bytes:
+    """An Adam7-interlaced 8-bit RGB PNG (Pillow cannot write one); ``keep`` < 1 cuts the
+    zlib stream's input short (a complete stream of too little data)."""
+    h, w = rgb.shape[:2]
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+              (1, 0, 2, 2), (0, 1, 1, 2))
+    raw = b"".join(b"\0" + row.tobytes() for xs, ys, dx, dy in passes
+                   for row in rgb[ys::dy, xs::dx] if rgb[ys::dy, xs::dx].size)
+    raw = raw[:int(len(raw) * keep)]
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"IDAT", zlib.compress(raw)) + png_chunk(b"IEND", b""))
+
+
 def header_only_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming any size, with a tiny IDAT: a decompression bomb's shape."""
     return raw_png(width, height, 8, 2, b"\0" * 64)
@@ -182,6 +196,11 @@ def good_cases() -> list[Case]:
     rgba16 = RNG.integers(0, 65536, (20, 30, 4), dtype=np.uint16)
     cases.append(Case("png_rgba16.png", png16(rgba16),
                       _equal((rgba16[..., :3] >> 8).astype(np.uint8))))
+    black_end = rgb.copy()
+    black_end[-3:] = 0  # complete, though its last rows are as black as missing ones
+    cases.append(Case("png_interlaced.png", interlaced_png(black_end), _equal(black_end)))
+    cases.append(Case("png_black_last_row.png", pil_bytes(Image.fromarray(black_end), "PNG"),
+                      _equal(black_end)))
     cases.append(Case("png_grey.png", pil_bytes(Image.fromarray(grey), "PNG"), _grey_of(grey)))
     la = Image.fromarray(np.stack([grey, 255 - grey], axis=2), "LA")
     cases.append(Case("png_grey_alpha.png", pil_bytes(la, "PNG"), _grey_of(grey)))
@@ -263,6 +282,13 @@ def bad_cases() -> list[Case]:
         Case("truncated_header.jpg", jpg[:300], error=r"^corrupt or truncated JPEG header"),
         Case("jpeg_magic_only.jpg", b"\xff\xd8\xff", error=r"^corrupt or truncated JPEG header"),
         Case("truncated.png", png[:len(png) // 2], error=r"^corrupt or truncated PNG data"),
+        # A complete zlib stream holding too few rows: Pillow itself notices only sometimes.
+        Case("png_short_stream.png", raw_png(10, 10, 8, 2, (b"\0" + bytes(range(30))) * 5),
+             error=r"^truncated PNG: the image data ends after 155 of 310 bytes"),
+        Case("png_short_stream_thin.png", header_only_png(1, 3_000_000),
+             error=r"^truncated PNG: the image data ends after 64 of 12,000,000 bytes"),
+        Case("png_interlaced_short_stream.png", interlaced_png(rgb, 0.9),
+             error=r"^(corrupt or )?truncated PNG"),
         Case("png_signature_only.png", png[:8], error=r"^corrupt or truncated PNG header"),
         Case("png_bad_crc.png", bytes(bad_crc), error=r"^corrupt or truncated PNG"),
         Case("truncated.gif", pil_bytes(Image.fromarray(rgb).quantize(8), "GIF")[:200],

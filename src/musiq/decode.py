@@ -28,7 +28,7 @@ import simplejpeg
 from PIL import Image
 
 from .errors import ImageError
-from .sniff import header_size, sniff
+from .sniff import header_size, png_shortfall, sniff
 
 #: Default refusal threshold, in pixels (width x height), checked from the header.
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -270,6 +270,8 @@ def decode_bytes(
             warnings.simplefilter("ignore")
             img.seek(0)
             img.load()
+        if kind == "PNG":
+            _check_png_complete(data, img, source)
         rgb = _pillow_to_rgb(img, source)
     except ImageError:
         raise
@@ -281,6 +283,21 @@ def decode_bytes(
         raise ImageError(source, f"decoded size {rgb.shape[1]}x{rgb.shape[0]} differs from "
                                  f"the header's {img.width}x{img.height}")
     return _apply_orientation(rgb, _exif_orientation(img)) if exif_transpose else rgb
+
+
+def _check_png_complete(data: bytes, img: Image.Image, source: str) -> None:
+    """Refuse a PNG whose image data ends early (Pillow would return it black-filled).
+
+    Missing rows are left zero, so a last row with any non-zero sample proves a
+    non-interlaced image complete without inflating it again.
+    """
+    last_row = img.crop((0, img.height - 1, img.width, img.height))
+    if not img.info.get("interlace") and np.asarray(last_row).any():
+        return
+    short = png_shortfall(data)
+    if short is not None:
+        raise ImageError(source, f"truncated PNG: the image data ends after {short[0]:,} of "
+                                 f"{short[1]:,} bytes")
 
 
 def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:

@@ -8,6 +8,7 @@ applied before a decoder (or Pillow's own decompression-bomb check) sees the dat
 from __future__ import annotations
 
 import struct
+import zlib
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"mif1", b"msf1", b"heim", b"heis")
@@ -85,3 +86,55 @@ def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
     except struct.error:
         return None
     return None
+
+
+#: PNG samples per pixel by colour type.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes as (x start, y start, x step, y step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))
+
+
+def png_expected_bytes(width: int, height: int, bit_depth: int, colour_type: int,
+                       interlaced: bool) -> int:
+    """Bytes of filtered scanlines (one filter byte per row) a complete PNG decompresses to."""
+    channels = _PNG_CHANNELS.get(colour_type, 4)
+
+    def rows(w: int, h: int) -> int:
+        return h * (1 + (w * channels * bit_depth + 7) // 8) if w and h else 0
+
+    if not interlaced:
+        return rows(width, height)
+    return sum(rows(max(0, -(-(width - xs) // dx)), max(0, -(-(height - ys) // dy)))
+               for xs, ys, dx, dy in _ADAM7)
+
+
+def png_shortfall(data: bytes) -> tuple[int, int] | None:
+    """``(got, expected)`` bytes when a PNG's zlib stream ends before the image is complete.
+
+    Pillow silently leaves the missing rows black in that case (libpng reports it), so the
+    compressed data is inflated once more, counting bytes without keeping them. None when
+    complete, or when the stream cannot be judged here (the decoder has judged it then).
+    """
+    if data[12:16] != b"IHDR":
+        return None
+    width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    expected = png_expected_bytes(width, height, depth, ctype, interlace == 1)
+    inflater = zlib.decompressobj()
+    got, pos = 0, 8
+    try:
+        while pos + 8 <= len(data) and got < expected:
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            if kind == b"IEND":
+                break
+            if kind == b"IDAT":
+                buf = data[pos + 8:pos + 8 + length]
+                while buf and got < expected:
+                    got += len(inflater.decompress(buf, 1 << 20))
+                    buf = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+            pos += 12 + length
+    except (zlib.error, struct.error):
+        return None
+    return None if got >= expected else (got, expected)
