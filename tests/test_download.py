@@ -198,3 +198,11 @@ def test_cli_score_offline_is_clear(server, tmp_path):
     assert r.returncode == 2
     assert "offline" in r.stderr and "koniq_ckpt.npz" in r.stderr
     assert server.behaviour.log == []
+
+
+def test_unwritable_destination_is_a_clear_error(server, ckpt_bytes, tmp_path):
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    (tmp_path / "koniq_ckpt.npz.partial").mkdir()  # cannot be opened for writing
+    with pytest.raises(DownloadError, match=r"cannot write .*koniq_ckpt\.npz\.partial"):
+        download(KONIQ, tmp_path, progress=False)
+    assert not (tmp_path / "koniq_ckpt.npz").exists()

@@ -13,7 +13,7 @@ from fuzzing import OPS, check_one, mutate, seeds
 
 SEEDS = seeds()
 #: Examples per test; MUSIQ_FUZZ_EXAMPLES raises it locally.
-EXAMPLES = int(os.environ.get("MUSIQ_FUZZ_EXAMPLES", "250"))
+EXAMPLES = int(os.environ.get("MUSIQ_FUZZ_EXAMPLES", "500"))
 #: Seconds one input may take (generous: CI machines are shared and slow).
 TIME_BOUND = 10.0
 

@@ -218,6 +218,9 @@ def _open_pillow(data: bytes, source: str, kind: str | None,
             return Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as e:  # only above 2 x PIL.Image.MAX_IMAGE_PIXELS
         raise _bomb_error(source, e, max_pixels) from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(source, f"corrupt or truncated {kind} header (the {kind} decoder "
+                                 "cannot parse it)") from None
     except Exception as e:  # Pillow raises many types for damaged headers
         raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
 

@@ -172,6 +172,7 @@ class _Transfer:
                 start = _start_from_content_range(resp.headers.get("Content-Range"))
                 total = _total_from_content_range(resp.headers.get("Content-Range"))
                 if start != have or total is None:
+                    self.partial.unlink()  # start again next time
                     raise DownloadError(f"{self.url}: the server answered the resume request "
                                         f"with an unexpected range "
                                         f"({resp.headers.get('Content-Range')})")
@@ -188,7 +189,11 @@ class _Transfer:
                    desc=self.partial.name[:-len(PARTIAL)], disable=not self.progress,
                    file=sys.stderr, leave=False)
         try:
-            with open(self.partial, mode) as f:
+            f = open(self.partial, mode)
+        except OSError as e:
+            raise DownloadError(f"cannot write {self.partial} ({e.strerror or e})") from None
+        try:
+            with f:
                 while True:
                     try:
                         block = resp.read(CHUNK)
@@ -200,7 +205,12 @@ class _Transfer:
                         ) from None
                     if not block:
                         break
-                    f.write(block)
+                    try:
+                        f.write(block)
+                    except OSError as e:  # disk full, quota: keep what is written
+                        raise DownloadError(f"cannot write {self.partial} "
+                                            f"({e.strerror or e}); free space and run again "
+                                            "to resume") from None
                     got += len(block)
                     bar.update(len(block))
         finally:
@@ -324,6 +334,9 @@ def ensure_checkpoint(info: ModelInfo, checkpoint_dir: str | os.PathLike | None 
             raise CheckpointNotFound(f"{e}\n(offline mode: {ENV_OFFLINE}=1 or --offline; not "
                                      "downloading)") from None
         not_found = e
+    if sys.stderr.isatty():
+        print(f"musiq: {info.name} not found locally; downloading {url_for(info)}",
+              file=sys.stderr)
     try:
         return download(info, checkpoint_dir, offline=False, **kwargs)
     except DownloadError as e:
