@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -15,12 +16,14 @@ class Behaviour:
 
     ``files``: URL path -> content. ``cut_after``: close the connection after sending this
     many body bytes (once per listed count, first in first out). ``ranges``: honour Range.
+    ``stall_after``: likewise, but go silent for 3 s first (the client must time out).
     ``md5``: send ``x-goog-hash: md5=...`` (value override in ``md5_override``).
     """
 
     files: dict[str, bytes] = field(default_factory=dict)
     cut_after: list[int] = field(default_factory=list)
     ranges: bool = True
+    stall_after: list[int] = field(default_factory=list)
     md5: bool = False
     md5_override: bytes | None = None
     log: list[tuple[str, str | None, int]] = field(default_factory=list)  # path, Range, status
@@ -62,10 +65,13 @@ def _handler(b: Behaviour):
                 self.send_header("x-goog-hash",
                                  f"crc32c=AAAAAA==,md5={base64.b64encode(digest).decode()}")
             self.end_headers()
-            if b.cut_after:
-                n = b.cut_after.pop(0)
+            if b.cut_after or b.stall_after:
+                stall = not b.cut_after
+                n = (b.cut_after or b.stall_after).pop(0)
                 self.wfile.write(body[:n])
                 self.wfile.flush()
+                if stall:
+                    time.sleep(3)
                 self.close_connection = True
                 return
             self.wfile.write(body)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 import musiq
-from conftest import write_checkpoint
+from conftest import GOLDEN, write_checkpoint
 from musiq.checkpoint import PREFIX, load_checkpoint, parameter_shapes, read_headers
 from musiq.errors import CheckpointError
 
@@ -239,3 +241,14 @@ def test_named_model_with_the_wrong_file(ckpt_10class, tmp_path):
     (tmp_path / "koniq_ckpt.npz").symlink_to(ckpt_10class)
     with pytest.raises(CheckpointError, match="not a 'koniq' checkpoint: it has 10 output"):
         musiq.load("koniq", checkpoint_dir=tmp_path)
+
+
+def test_cli_reports_a_bad_checkpoint(ckpt_1class, tmp_path):
+    bad = tmp_path / "half.npz"
+    bad.write_bytes(ckpt_1class.read_bytes()[:1_000_000])
+    img = str(GOLDEN / "images" / "coffee_30x20_q90.jpg")
+    r = subprocess.run([sys.executable, "-m", "musiq.cli.main", "score", img, "--model",
+                        str(bad)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"musiq: error: {bad}: not a readable .npz archive (1,000,000 bytes)" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,13 @@ def test_unwritable_destination_is_a_clear_error(server, ckpt_bytes, tmp_path):
     with pytest.raises(DownloadError, match=r"cannot write .*koniq_ckpt\.npz\.partial"):
         download(KONIQ, tmp_path, progress=False)
     assert not (tmp_path / "koniq_ckpt.npz").exists()
+
+
+def test_a_silent_server_times_out_and_resumes(server, ckpt_bytes, tmp_path):
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    server.behaviour.stall_after = [1_000_000]
+    t0 = time.perf_counter()
+    path = download(KONIQ, tmp_path, timeout=0.5, retries=1, progress=False)
+    assert time.perf_counter() - t0 < 30
+    assert path.read_bytes() == ckpt_bytes
+    assert server.behaviour.log[-1] == (URL_PATH, "bytes=1000000-", 206)

@@ -196,7 +196,7 @@ class _Transfer:
             with f:
                 while True:
                     try:
-                        block = resp.read(CHUNK)
+                        block = resp.read1(CHUNK)  # what has arrived: keep all of it
                     except (OSError, ValueError, http.client.HTTPException) as e:
                         # IncompleteRead, connection reset, read timeout
                         raise TransferInterrupted(
