@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 import simplejpeg
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from corpus import (bad_cases, exif_jpeg, good_cases, header_only_png, mpo_jpeg, pil_bytes,
                     smooth_rgb)
@@ -174,3 +174,16 @@ def test_cli_reports_every_file(corpus_dir, ckpt_1class):
         assert rows[n]["error"] is None and isinstance(rows[n]["score"], float)
     assert "5 of 8 image(s) failed" in r.stderr
     assert f"{corpus_dir / 'notes.jpg'}: not an image" in r.stderr
+
+
+def test_out_of_memory_is_an_error_for_that_image_only(monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    jpeg = pil_bytes(Image.fromarray(smooth_rgb(30, 40)), "JPEG")
+    png = pil_bytes(Image.fromarray(smooth_rgb(30, 40)), "PNG")
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", no_memory)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_memory)
+    for data in (jpeg, png):
+        with pytest.raises(ImageError, match="not enough memory to decode this 40x30 image"):
+            decode_bytes(data)

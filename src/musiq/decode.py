@@ -150,12 +150,15 @@ def _decode_jpeg(data: bytes, source: str, max_pixels: int | None) -> np.ndarray
     except (ValueError, RuntimeError) as e:
         raise ImageError(source, f"corrupt or truncated JPEG header ({e})") from None
     _check_pixels(source, width, height, max_pixels)
-    if colorspace in ("CMYK", "YCCK"):
-        return _cmyk_to_rgb(_simplejpeg(data, "CMYK", source), _has_adobe_marker(data))
-    if colorspace == "Gray":
-        grey = _simplejpeg(data, "GRAY", source)
-        return np.repeat(grey.reshape(height, width, 1), 3, axis=2)
-    return _simplejpeg(data, "RGB", source)
+    try:
+        if colorspace in ("CMYK", "YCCK"):
+            return _cmyk_to_rgb(_simplejpeg(data, "CMYK", source), _has_adobe_marker(data))
+        if colorspace == "Gray":
+            grey = _simplejpeg(data, "GRAY", source)
+            return np.repeat(grey.reshape(height, width, 1), 3, axis=2)
+        return _simplejpeg(data, "RGB", source)
+    except MemoryError:
+        raise _memory_error(source, width, height) from None
 
 
 def _pillow_to_rgb(img: Image.Image, source: str) -> np.ndarray:
@@ -225,6 +228,11 @@ def _open_pillow(data: bytes, source: str, kind: str | None,
         raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
 
 
+def _memory_error(source: str, width: int, height: int) -> ImageError:
+    return ImageError(source, f"not enough memory to decode this {width}x{height} image "
+                              "(lower max_pixels / --max-pixels to refuse such images early)")
+
+
 def _short(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return text if len(text) <= 200 else text[:200] + "..."
@@ -278,6 +286,8 @@ def decode_bytes(
         rgb = _pillow_to_rgb(img, source)
     except ImageError:
         raise
+    except MemoryError:
+        raise _memory_error(source, img.width, img.height) from None
     except Image.DecompressionBombError as e:  # GIF/TIFF/WebP frames are checked on seek
         raise _bomb_error(source, e, max_pixels) from None
     except Exception as e:
