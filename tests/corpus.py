@@ -171,7 +171,21 @@ def good_cases() -> list[Case]:
     cj = pil_bytes(cmyk, "JPEG", quality=95)
     stored = simplejpeg.decode_jpeg(cj, colorspace="CMYK", fastdct=True, fastupsample=False)
     c, k = stored[..., :3].astype(np.int32), stored[..., 3:].astype(np.int32)
-    cases.append(Case("jpeg_cmyk_adobe.jpg", cj, _equal((k * c // 255).astype(np.uint8))))
+    tf_rgb = (k * c // 255).astype(np.uint8)
+    ink = np.array([30, 120, 200])  # what the colour should look like: (255-C)(255-K)/255
+    looks = np.round((255 - ink) * (255 - 50) / 255)
+
+    def cmyk_check(a: np.ndarray) -> None:
+        assert np.array_equal(a, tf_rgb)
+        assert np.abs(a.reshape(-1, 3).astype(int) - looks).max() <= 3
+
+    cases.append(Case("jpeg_cmyk_adobe.jpg", cj, cmyk_check))
+    ycck_src = RNG.integers(0, 256, (24, 40, 4), dtype=np.uint8)
+    ycck = simplejpeg.encode_jpeg(ycck_src, quality=95, colorspace="CMYK")  # stored as YCCK
+    assert simplejpeg.decode_jpeg_header(ycck)[2] == "YCCK"
+    stored = simplejpeg.decode_jpeg(ycck, colorspace="CMYK", fastdct=True, fastupsample=False)
+    cases.append(Case("jpeg_ycck.jpg", ycck, _equal(
+        (stored[..., 3:].astype(np.int32) * stored[..., :3] // 255).astype(np.uint8))))
     plain = strip_adobe(cj)
     stored = simplejpeg.decode_jpeg(plain, colorspace="CMYK", fastdct=True, fastupsample=False)
     c, k = stored[..., :3].astype(np.int32), stored[..., 3:].astype(np.int32)
