@@ -230,8 +230,8 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     A name is looked up in ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``,
     ``./musiq_original/checkpoints/`` and the user cache; the file's variant (head size,
     single or multi-scale) is detected from its shapes and must match the name. A named
-    model found nowhere is downloaded to the cache first unless ``offline`` (default:
-    ``$MUSIQ_OFFLINE``) is set; see :mod:`musiq.download`.
+    model found nowhere is downloaded first (to ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``
+    or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
     ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``).
     """
     info: ModelInfo | None = None
