@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach a real host: a named model that is missing must not start a download.
+# Download tests opt in explicitly against a local server (tests/fileserver.py).
+os.environ["MUSIQ_OFFLINE"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared"))
 GOLDEN = SHARED / "golden"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,14 @@ from .errors import CheckpointError
 PREFIX = "opt/target/"
 HIDDEN, MLP_DIM, HEADS, LAYERS, POS_GRID = 384, 1152, 6, 14, 10
 STEM, STEM_OUT, PATCH_FEATURES = 64, 256, 8 * 8 * 256
+
+#: More head outputs than this is not a MUSIQ checkpoint (and would let a crafted header ask
+#: for gigabytes): ImageNet-21k, the largest label set in use, has 21,843.
+MAX_CLASSES = 100_000
+#: What reading a damaged zip member can raise (bad local header, unsupported compression or
+#: encryption, CRC mismatch, a deflate stream that is not one).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
+               EOFError, ValueError, OverflowError)
 
 #: Variant names by number of head outputs.
 KIND_BY_CLASSES = {1: "mos", 10: "distribution", 1000: "imagenet"}
@@ -98,16 +107,20 @@ class _Header:
 
 
 def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> _Header:
-    with zf.open(info) as f:
-        try:
+    """The ``.npy`` header of one member; reads a few hundred bytes, never the data."""
+    try:
+        with zf.open(info) as f:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        except (ValueError, EOFError) as e:
-            raise CheckpointError(f"{where}: invalid array header ({e})") from None
-        return _Header(info, tuple(int(d) for d in shape), bool(fortran), dtype, f.tell())
+            offset = f.tell()
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{where}: invalid array header ({e})") from None
+    if any(d < 0 for d in shape):
+        raise CheckpointError(f"{where}: invalid array header (negative shape {shape})")
+    return _Header(info, tuple(int(d) for d in shape), bool(fortran), dtype, offset)
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -117,7 +130,7 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise CheckpointError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError, ValueError, OverflowError):
         size = path.stat().st_size
         raise CheckpointError(
             f"{path}: not a readable .npz archive ({size:,} bytes) - the file is truncated "
@@ -157,9 +170,10 @@ def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint"
     if scale is None:
         raise CheckpointError(
             f"{where}: missing key {PREFIX}Transformer/scaleembed_input/scale_embedding")
-    if len(head) != 2 or head[0] != HIDDEN or head[1] < 1:
+    if len(head) != 2 or head[0] != HIDDEN or not 1 <= head[1] <= MAX_CLASSES:
         raise CheckpointError(
-            f"{where}: {PREFIX}head/kernel has shape {head}, expected ({HIDDEN}, classes)")
+            f"{where}: {PREFIX}head/kernel has shape {head}, expected ({HIDDEN}, classes) with "
+            f"1 to {MAX_CLASSES:,} classes; not a MUSIQ checkpoint of this architecture")
     if len(scale) != 3 or scale[0] != 1 or scale[2] != HIDDEN or scale[1] not in (1, 3):
         raise CheckpointError(
             f"{where}: {PREFIX}Transformer/scaleembed_input/scale_embedding has shape "
@@ -187,11 +201,12 @@ def _read_array(zf: zipfile.ZipFile, h: _Header, where: str) -> np.ndarray:
     if h.member.file_size != h.offset + nbytes:
         raise CheckpointError(f"{where}: stored size {h.member.file_size} does not match its "
                               f"header ({h.offset + nbytes} bytes); the file is damaged")
-    try:
+    try:  # reading the member to its end makes zipfile check its CRC
         with zf.open(h.member) as f:
             f.seek(h.offset)
             data = f.read(nbytes)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
+            f.read(1)
+    except _ZIP_ERRORS as e:
         raise CheckpointError(f"{where}: damaged data ({e}); download the file again") from None
     if len(data) != nbytes:
         raise CheckpointError(f"{where}: truncated data; download the file again")

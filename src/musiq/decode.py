@@ -8,26 +8,42 @@ bit-identically. Other formats go through Pillow, whose RGB output equals TF's f
 Where the original crashes (it hard-codes 3 channels) we follow what TF's decoders do when
 asked for 3 channels: grey is replicated, alpha is dropped, 16-bit samples become 8-bit by
 ``>> 8``. EXIF orientation is never applied unless asked for (the original ignores it).
+
+The format is decided by the first bytes only (never the file name); only JPEG, PNG, GIF,
+WebP, TIFF and BMP are decoded, so no other Pillow plugin (or external program) ever sees
+untrusted data. Every failure is an :class:`ImageError` naming the input and the reason; the
+pixel limits are checked from the header, before any pixel is decoded. ``docs/inputs.md``
+lists what each kind of input becomes.
 """
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import ImageError
+from .sniff import header_size, png_shortfall, sniff
 
 #: Default refusal threshold, in pixels (width x height), checked from the header.
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Side of the model's patches; thin images are limited by their padded patch grid.
+PATCH = 32
+#: A native patch grid may hold at most ``max_pixels / PATCH_BUDGET_DIVISOR`` patches: twice
+#: what a compact image at the pixel limit needs, so only absurdly thin images hit it.
+PATCH_BUDGET_DIVISOR = PATCH * PATCH // 2
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Image.Image]
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
+#: Pillow plugins allowed to see input bytes (format ids as ``Image.open(formats=...)``).
+PILLOW_FORMATS = ("PNG", "GIF", "WEBP", "TIFF", "BMP")
+#: libjpeg(-turbo) warning that the data ended early (JWRN_JPEG_EOF); TF refuses such files.
+_JPEG_TRUNCATED = "Premature end of JPEG file"
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -44,13 +60,30 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 
 def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse dimensions that are invalid, above ``max_pixels`` or absurdly thin.
+
+    A thin image costs far more than its pixels: each 32-pixel run of a 1-pixel-wide image is
+    a whole padded 32x32 patch. Its native patch grid is capped at ``max_pixels / 512``
+    patches (twice what any compact image within the pixel limit needs).
+    """
     if width <= 0 or height <= 0:
         raise ImageError(source, f"invalid image dimensions {width}x{height}")
-    if max_pixels is not None and width * height > max_pixels:
+    if max_pixels is None:
+        return
+    if width * height > max_pixels:
         raise ImageError(
             source,
             f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
             f"{max_pixels:,} (raise max_pixels / --max-pixels to allow it)",
+        )
+    patches = -(-width // PATCH) * -(-height // PATCH)
+    budget = max(max_pixels // PATCH_BUDGET_DIVISOR, 1)
+    if patches > budget:
+        raise ImageError(
+            source,
+            f"image is {width}x{height}: too thin - its native scale needs {patches:,} "
+            f"32x32 patches, above the limit of {budget:,} (max_pixels / 512; raise "
+            "max_pixels / --max-pixels to allow it)",
         )
 
 
@@ -88,43 +121,121 @@ def _cmyk_to_rgb(cmyk: np.ndarray, adobe: bool) -> np.ndarray:
     return rgb.astype(np.uint8)
 
 
+def _simplejpeg(data: bytes, colorspace: str, source: str) -> np.ndarray:
+    """IFAST + fancy-upsampling decode, refusing truncated data as TF does.
+
+    TF's decoder fails when the data ends early (unless ``try_recover_truncated``), but only
+    logs libjpeg's other warnings (e.g. extraneous bytes) and keeps the pixels. simplejpeg's
+    strict mode raises on every warning, so a warning other than truncation is decoded again
+    non-strictly to get the pixels TF returns.
+    """
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True,
+                                      fastupsample=False, strict=True)
+    except (ValueError, RuntimeError) as e:
+        if _JPEG_TRUNCATED in str(e):
+            raise ImageError(source, "truncated JPEG: the data ends before the image is "
+                                     "complete (an interrupted copy or download?)") from None
+        strict_error = e
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True,
+                                      fastupsample=False, strict=False)
+    except (ValueError, RuntimeError):
+        raise ImageError(source, f"corrupt JPEG data ({strict_error})") from None
+
+
 def _decode_jpeg(data: bytes, source: str, max_pixels: int | None) -> np.ndarray:
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except (ValueError, RuntimeError) as e:
-        raise ImageError(source, f"corrupt JPEG header ({e})") from None
+        raise ImageError(source, f"corrupt or truncated JPEG header ({e})") from None
     _check_pixels(source, width, height, max_pixels)
     try:
         if colorspace in ("CMYK", "YCCK"):
-            cmyk = simplejpeg.decode_jpeg(
-                data, colorspace="CMYK", fastdct=True, fastupsample=False)
-            return _cmyk_to_rgb(cmyk, _has_adobe_marker(data))
+            return _cmyk_to_rgb(_simplejpeg(data, "CMYK", source), _has_adobe_marker(data))
         if colorspace == "Gray":
-            grey = simplejpeg.decode_jpeg(
-                data, colorspace="GRAY", fastdct=True, fastupsample=False)
+            grey = _simplejpeg(data, "GRAY", source)
             return np.repeat(grey.reshape(height, width, 1), 3, axis=2)
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
-    except (ValueError, RuntimeError) as e:
-        raise ImageError(source, f"corrupt or truncated JPEG data ({e})") from None
+        return _simplejpeg(data, "RGB", source)
+    except MemoryError:
+        raise _memory_error(source, width, height) from None
 
 
 def _pillow_to_rgb(img: Image.Image, source: str) -> np.ndarray:
     """Pillow image -> HxWx3 uint8, as TF's decoders give for 3 channels."""
     mode = img.mode
     if mode.startswith("I"):
-        # 16-bit grey (PNG/TIFF): TF keeps the high byte.
+        # 16-bit grey (PNG/TIFF): TF keeps the high byte. 32-bit "I" is treated alike.
         a = np.clip(np.asarray(img).astype(np.int64) >> 8, 0, 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=2)
     if mode == "F":
-        a = np.clip(np.asarray(img), 0, 255).astype(np.uint8)
+        a = np.clip(np.nan_to_num(np.asarray(img), nan=0.0), 0, 255).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=2)
-    if mode in ("L", "LA", "1"):
+    if mode in ("L", "LA", "La", "1"):
         a = np.asarray(img.convert("L"))
         return np.repeat(a[..., None], 3, axis=2)
-    if mode != "RGB":
-        img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
+    if mode == "CMYK":  # TIFF stores plain CMYK: the same formula as a non-Adobe JPEG
+        return _cmyk_to_rgb(np.asarray(img), adobe=False)
+    if mode == "P" and "transparency" not in img.info:
+        img = img.convert("RGB")
+    elif mode in ("P", "PA"):
+        img = img.convert("RGBA")  # palette colours; the alpha is dropped below
+    elif mode not in ("RGB", "RGBA", "RGBX"):
+        try:
+            img = img.convert("RGB")
+        except (ValueError, OSError) as e:
+            raise ImageError(source, f"unsupported colour mode {mode} ({e})") from None
     a = np.asarray(img)
+    if a.ndim != 3 or a.shape[2] < 3 or a.dtype != np.uint8:
+        raise ImageError(source, f"unsupported pixel layout {a.dtype} {a.shape} (mode {mode})")
     return np.ascontiguousarray(a[..., :3])
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    """EXIF orientation 1-8 from an opened image; 1 when absent or unreadable."""
+    try:
+        value = int(img.getexif().get(0x0112, 1))
+    except Exception:  # a damaged EXIF block must not fail an otherwise good image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _bomb_error(source: str, e: Exception, max_pixels: int | None) -> ImageError:
+    """Pillow refuses above 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` (where we could not read the
+    size first, e.g. TIFF); that is above our own limit too unless it was raised."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels is not None and max_pixels <= limit:
+        return ImageError(source, f"image is above the limit of {max_pixels:,} pixels "
+                                  f"({_short(e)})")
+    return ImageError(source, f"image is above Pillow's decompression-bomb limit of "
+                              f"{limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS) ({_short(e)})")
+
+
+def _open_pillow(data: bytes, source: str, kind: str | None,
+                 max_pixels: int | None, formats: tuple[str, ...]) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check applies, and Pillow's warnings about damaged metadata
+            # would only add noise to a batch's output.
+            warnings.simplefilter("ignore")
+            return Image.open(io.BytesIO(data), formats=list(formats))
+    except Image.DecompressionBombError as e:  # only above 2 x PIL.Image.MAX_IMAGE_PIXELS
+        raise _bomb_error(source, e, max_pixels) from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(source, f"corrupt or truncated {kind} header (the {kind} decoder "
+                                 "cannot parse it)") from None
+    except Exception as e:  # Pillow raises many types for damaged headers
+        raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
+
+
+def _memory_error(source: str, width: int, height: int) -> ImageError:
+    return ImageError(source, f"not enough memory to decode this {width}x{height} image "
+                              "(lower max_pixels / --max-pixels to refuse such images early)")
+
+
+def _short(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def decode_bytes(
@@ -137,46 +248,80 @@ def decode_bytes(
     """Decode encoded image bytes to an ``(H, W, 3)`` uint8 array.
 
     The format is decided by content, never by file name. ``source`` only names the input in
-    errors. Raises :class:`ImageError` for empty, corrupt, unsupported or oversized input.
+    errors. ``max_pixels`` (None: no limit) is checked from the header before decoding.
+    Raises :class:`ImageError` for empty, corrupt, truncated, unsupported or oversized input.
     """
     if not data:
         raise ImageError(source, "empty file (0 bytes)")
     data = bytes(data)
-    if data.startswith(_JPEG_MAGIC) and not exif_transpose:
-        return _decode_jpeg(data, source, max_pixels)
-    try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise ImageError(source, "image is far above the pixel limit") from None
-    except Exception:  # Pillow raises many types for unknown data
-        raise ImageError(source, "not a recognised image format") from None
-    _check_pixels(source, img.width, img.height, max_pixels)
-    if img.format == "JPEG":
+    kind = sniff(data)
+    if kind == "JPEG":
         rgb = _decode_jpeg(data, source, max_pixels)
         if exif_transpose:
-            rgb = _apply_orientation(rgb, img.getexif().get(0x0112, 1))
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    orientation = _exif_orientation(
+                        Image.open(io.BytesIO(data), formats=["JPEG", "MPO"]))
+            except Exception:  # simplejpeg decoded it; unreadable metadata means no rotation
+                orientation = 1
+            rgb = _apply_orientation(rgb, orientation)
         return rgb
+    if kind not in PILLOW_FORMATS:
+        what = f"a {kind} file, which is" if kind else "not an image:"
+        raise ImageError(source, f"{what} not a supported format (supported: JPEG, PNG, "
+                                 "GIF, WebP, TIFF, BMP; decided by content, not by name)")
+    size = header_size(data, kind)
+    if size is not None:
+        _check_pixels(source, size[0], size[1], max_pixels)
+    img = _open_pillow(data, source, kind, max_pixels, (kind,))
+    _check_pixels(source, img.width, img.height, max_pixels)
     try:
-        img.seek(0)
-        img.load()
-        if exif_transpose:
-            img = ImageOps.exif_transpose(img)
-        return _pillow_to_rgb(img, source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.seek(0)
+            img.load()
+        if kind == "PNG":
+            _check_png_complete(data, img, source)
+        rgb = _pillow_to_rgb(img, source)
     except ImageError:
         raise
+    except MemoryError:
+        raise _memory_error(source, img.width, img.height) from None
+    except Image.DecompressionBombError as e:  # GIF/TIFF/WebP frames are checked on seek
+        raise _bomb_error(source, e, max_pixels) from None
     except Exception as e:
-        raise ImageError(source, f"corrupt or truncated {img.format or 'image'} data ({e})") from None
+        raise ImageError(source, f"corrupt or truncated {kind} data ({_short(e)})") from None
+    if rgb.shape[:2] != (img.height, img.width):
+        raise ImageError(source, f"decoded size {rgb.shape[1]}x{rgb.shape[0]} differs from "
+                                 f"the header's {img.width}x{img.height}")
+    return _apply_orientation(rgb, _exif_orientation(img)) if exif_transpose else rgb
+
+
+def _check_png_complete(data: bytes, img: Image.Image, source: str) -> None:
+    """Refuse a PNG whose image data ends early (Pillow would return it black-filled).
+
+    Missing rows are left zero, so a last row with any non-zero sample proves a
+    non-interlaced image complete without inflating it again.
+    """
+    last_row = img.crop((0, img.height - 1, img.width, img.height))
+    if not img.info.get("interlace") and np.asarray(last_row).any():
+        return
+    short = png_shortfall(data)
+    if short is not None:
+        raise ImageError(source, f"truncated PNG: the image data ends after {short[0]:,} of "
+                                 f"{short[1]:,} bytes")
 
 
 def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation tag (1-8) to an HxWx3 array."""
+    """Apply an EXIF orientation tag (1-8) to an HxWx3 array (as ``ImageOps.exif_transpose``)."""
     ops = {
         2: lambda a: a[:, ::-1],
         3: lambda a: a[::-1, ::-1],
         4: lambda a: a[::-1],
         5: lambda a: a.transpose(1, 0, 2),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, 1)[::-1],  # transverse
+        7: lambda a: np.rot90(a, -1)[::-1],  # transverse
         8: lambda a: np.rot90(a, 1),
     }
     op = ops.get(int(orientation))
@@ -200,10 +345,15 @@ def load_image(
         return decode_bytes(bytes(image), "<bytes>", max_pixels=max_pixels,
                             exif_transpose=exif_transpose)
     if isinstance(image, Image.Image):
-        _check_pixels("<PIL image>", image.width, image.height, max_pixels)
-        if exif_transpose:
-            image = ImageOps.exif_transpose(image)
-        return _pillow_to_rgb(image, "<PIL image>")
+        src = "<PIL image>"
+        _check_pixels(src, image.width, image.height, max_pixels)
+        try:
+            rgb = _pillow_to_rgb(image, src)
+        except ImageError:
+            raise
+        except Exception as e:
+            raise ImageError(src, f"cannot read pixels ({_short(e)})") from None
+        return _apply_orientation(rgb, _exif_orientation(image)) if exif_transpose else rgb
     if isinstance(image, np.ndarray):
         return _check_array(image, max_pixels)
     raise ImageError(f"<{type(image).__name__}>",

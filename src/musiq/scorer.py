@@ -18,8 +18,8 @@ import torch
 
 from .checkpoint import Variant, load_checkpoint
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image
-from .errors import ImageError, MusiqError
-from .locate import find_checkpoint
+from .download import ensure_checkpoint
+from .errors import CheckpointError, ImageError, MusiqError
 from .model import Musiq, PackedBatch
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
 from .registry import REGISTRY, ModelInfo, get_info
@@ -223,19 +223,22 @@ def _reason(e: MusiqError) -> str:
 
 
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
-         device: str | torch.device | None = "cpu", **options) -> Scorer:
+         device: str | torch.device | None = "cpu", offline: bool | None = None,
+         **options) -> Scorer:
     """Load a checkpoint by registry name (``koniq``, ``ava``, ``spaq-single`` ...) or path.
 
     A name is looked up in ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``,
     ``./musiq_original/checkpoints/`` and the user cache; the file's variant (head size,
-    single or multi-scale) is detected from its shapes and must match the name.
+    single or multi-scale) is detected from its shapes and must match the name. A named
+    model found nowhere is downloaded first (to ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``
+    or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
     ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``).
     """
     info: ModelInfo | None = None
     text = os.fspath(model)
     if text.lower().replace("_", "-") in REGISTRY and not Path(text).is_file():
         info = get_info(text)
-        path = find_checkpoint(info, checkpoint_dir)
+        path = ensure_checkpoint(info, checkpoint_dir, offline=offline)
     else:
         path = Path(text)
         if not path.exists() and not text.endswith(".npz"):
@@ -243,7 +246,7 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     params, variant = load_checkpoint(path)
     if info is not None and (variant.num_classes != info.num_classes
                              or variant.single_scale != info.single_scale):
-        raise MusiqError(
+        raise CheckpointError(
             f"{path}: the file is not a '{info.name}' checkpoint: it has "
             f"{variant.num_classes} output(s) and {variant.num_scales} scale(s), expected "
             f"{info.num_classes} and {1 if info.single_scale else 3}")

@@ -21,8 +21,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
     g.add_argument("--exif-transpose", action="store_true",
                    help="apply EXIF orientation (off by default, as in the original)")
+    g.add_argument("--offline", action="store_true", default=None,
+                   help="never download a missing checkpoint (also $MUSIQ_OFFLINE=1)")
 
 
 def load_from_args(args: argparse.Namespace) -> Scorer:
     return load(args.model, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose)
+                max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
+                offline=args.offline)
