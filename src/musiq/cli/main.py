@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import MusiqError
 
-COMMANDS = ["score", "models"]
+COMMANDS = ["score", "models", "evaluate", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
