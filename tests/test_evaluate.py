@@ -26,7 +26,7 @@ def test_api_statistics_plot_and_report(small_set, scorer_1class, tmp_path):
     assert r.n == 10 and not r.failed
     pred = np.array([x["prediction"] for x in r.items])
     label = np.array([x["label"] for x in r.items])
-    # the predictions are the scorer's own scores, in label-file order
+    # the predictions are the scorer's own scores (batched the same way), in file order
     names = [x["image"] for x in r.items]
     assert np.array_equal(pred, scorer_1class.score_many([small_set / n for n in names]))
     assert r.srcc == pytest.approx(stats.spearmanr(pred, label)[0])
@@ -39,11 +39,11 @@ def test_api_statistics_plot_and_report(small_set, scorer_1class, tmp_path):
     assert report["n"] == 10 and len(report["items"]) == 10 and report["srcc"] == r.srcc
 
 
-def test_cli_json_contract_and_missing_image(small_set, ckpt_1class, tmp_path):
+def test_cli_json_contract_and_missing_image(small_set, ckpt_1class_single, tmp_path):
     labels = tmp_path / "labels.csv"
     rows = (small_set / "labels.csv").read_text().splitlines()
     labels.write_text("\n".join(rows[:6] + ["no_such_photo.jpg,50.0"]) + "\n")
-    p = run_cli("evaluate", "--model", str(ckpt_1class), "--labels", str(labels),
+    p = run_cli("evaluate", "--model", str(ckpt_1class_single), "--labels", str(labels),
                 "--images", str(small_set), "--format", "json", "--device", "cpu",
                 "--bootstrap", "100")
     assert p.returncode == 0, p.stderr
@@ -54,7 +54,7 @@ def test_cli_json_contract_and_missing_image(small_set, ckpt_1class, tmp_path):
     assert d["failed"][0]["image"] == "no_such_photo.jpg"
     assert "no_such_photo.jpg" in p.stderr and "no such file" in p.stderr
     # --strict turns the missing image into a failure exit code; the table format works
-    p = run_cli("evaluate", "--model", str(ckpt_1class), "--labels", str(labels),
+    p = run_cli("evaluate", "--model", str(ckpt_1class_single), "--labels", str(labels),
                 "--images", str(small_set), "--strict", "--bootstrap", "0", "--device", "cpu")
     assert p.returncode == 1
     assert "SRCC" in p.stdout and "KRCC" in p.stdout

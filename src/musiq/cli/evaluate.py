@@ -43,8 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evaluation import evaluate, json_safe  # needs scipy: imported only when used
+    from ..labels import read_labels
 
     columns = columns_from_args(args)
+    read_labels(args.labels, args.images, columns)  # a bad file fails before the model loads
     scorer = load_from_args(args)
     bar = tqdm(total=0, unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
 
