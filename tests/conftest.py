@@ -62,3 +62,29 @@ def scorer_1class(ckpt_1class):
 def scorer_10class(ckpt_10class):
     import musiq
     return musiq.load(ckpt_10class, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ckpt_1class_single(checkpoint_dir) -> Path:
+    return write_checkpoint(checkpoint_dir / "ckpt_1class_single.npz", "--classes", "1",
+                            "--single-scale")
+
+
+@pytest.fixture(scope="session")
+def ckpt_10class_single(checkpoint_dir) -> Path:
+    return write_checkpoint(checkpoint_dir / "ckpt_10class_single.npz", "--classes", "10",
+                            "--single-scale")
+
+
+@pytest.fixture(scope="session")
+def ckpt_1000class(checkpoint_dir) -> Path:
+    return write_checkpoint(checkpoint_dir / "ckpt_1000class.npz", "--classes", "1000")
+
+
+@pytest.fixture(scope="session")
+def small_set(tmp_path_factory) -> Path:
+    """A tiny labelled set of 96 px JPEGs (2 photos x 5 quality levels) in one folder."""
+    from synthetic import PHOTOS, make_set
+    root = tmp_path_factory.mktemp("small_set")
+    make_set(root, list(PHOTOS[:2]), size=96, label_file="labels.csv")
+    return root

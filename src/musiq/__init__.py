@@ -14,9 +14,33 @@ from .scorer import Prediction, Scorer, load
 
 __version__ = "0.1.0"
 
+#: Imported on first use, so scoring never needs scipy or matplotlib.
+_LAZY = {
+    "evaluate": ("evaluation", "evaluate"),
+    "Evaluation": ("evaluation", "Evaluation"),
+    "train": ("training", "train"),
+    "Trainer": ("training", "Trainer"),
+    "TrainConfig": ("training", "TrainConfig"),
+    "TrainResult": ("training", "TrainResult"),
+    "LabelColumns": ("labels", "LabelColumns"),
+    "read_labels": ("labels", "read_labels"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "CheckpointError", "CheckpointNotFound", "ImageError", "MULTI_SCALE", "ModelInfo", "Musiq",
     "MusiqError", "PackedBatch", "Prediction", "PreprocessConfig", "REGISTRY", "SINGLE_SCALE",
     "Scorer", "Tokens", "Variant", "get_info", "load", "load_checkpoint", "load_image",
     "preprocess", "save_checkpoint", "__version__",
+    "evaluate", "Evaluation", "train", "Trainer", "TrainConfig", "TrainResult", "LabelColumns",
+    "read_labels",
 ]

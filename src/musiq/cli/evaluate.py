@@ -1,0 +1,89 @@
+"""``musiq evaluate``: how well a model agrees with labelled images.
+
+Prints SRCC, PLCC (raw and after the 4-parameter logistic), KRCC, RMSE and n with bootstrap
+95 % intervals (and EMD for a 10-class model on vote distributions). ``--format json`` prints
+one JSON object (``n``, ``srcc``, ``plcc``, ``krcc``, ``rmse``, ...). Images that cannot be
+scored are listed on stderr and left out; ``--strict`` makes them an error (exit code 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tqdm import tqdm
+
+from .common import add_model_options, load_from_args
+from .labels import add_label_options, columns_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="compare a model's scores with labels (SRCC, PLCC ...)",
+                       description=__doc__.split("\n")[0])
+    p.add_argument("--labels", "-l", required=True, metavar="FILE.csv",
+                   help="label file (default columns: image, mos)")
+    p.add_argument("--images", metavar="DIR",
+                   help="folder the image names are relative to (default: the label file's)")
+    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    p.add_argument("--plot", metavar="FILE.png", help="write a scatter plot with the fit")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="write the full report, per-image predictions included")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default 1000; 0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--emd-r", type=float, default=1.0, metavar="R",
+                   help="EMD exponent for distributions (default 1)")
+    p.add_argument("--batch-size", "-b", type=int, default=8, metavar="N")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with code 1 when any labelled image could not be scored")
+    add_label_options(p)
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate, json_safe  # needs scipy: imported only when used
+    from ..labels import read_labels
+
+    columns = columns_from_args(args)
+    read_labels(args.labels, args.images, columns)  # a bad file fails before the model loads
+    scorer = load_from_args(args)
+    bar = tqdm(total=0, unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    result = evaluate(scorer, args.labels, args.images, columns=columns,
+                      batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed,
+                      emd_r=args.emd_r, plot=args.plot, report=args.report, progress=progress)
+    bar.close()
+    d = result.to_dict()
+    if args.format == "json":
+        print(json.dumps(json_safe(d), indent=2))
+    else:
+        write_table(d, sys.stdout)
+    if result.failed:
+        print(f"musiq evaluate: {len(result.failed)} labelled image(s) could not be scored "
+              "and were left out:", file=sys.stderr)
+        for f in result.failed:
+            print(f"  {f['path']} (line {f['line']}): {f['error']}", file=sys.stderr)
+    return 1 if (args.strict and result.failed) else 0
+
+
+def write_table(d: dict, out) -> None:
+    ci = d.get("ci", {})
+    conf = int(round(100 * d.get("confidence", 0.95)))
+    out.write(f"model  {d['model']}\nlabels {d['labels']}\n")
+    out.write(f"n      {d['n']} image(s)" + (f", {d['n_failed']} failed\n" if d["n_failed"]
+                                              else "\n"))
+    rows = [("SRCC", "srcc"), ("PLCC", "plcc"), ("PLCC (logistic)", "plcc_logistic"),
+            ("KRCC", "krcc"), ("RMSE", "rmse"), ("RMSE (logistic)", "rmse_logistic")]
+    if "emd" in d:
+        rows.append((f"EMD (r={d['emd_r']:g})", "emd"))
+    for title, key in rows:
+        lo_hi = d.get("emd_ci") if key == "emd" else ci.get(key)
+        interval = f"  [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}] {conf}% CI" if lo_hi else ""
+        out.write(f"{title:<16} {d[key]:.4f}{interval}\n")
+    if d.get("plot"):
+        out.write(f"plot   {d['plot']}\n")

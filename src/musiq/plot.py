@@ -1,0 +1,53 @@
+"""Scatter plot of predictions against labels with the fitted logistic curve (PNG).
+
+Needs matplotlib (``pip install musiq[eval]``); drawn off-screen (Agg), no display needed.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import LogisticFit
+
+
+def scatter_plot(path: str | os.PathLike, pred: np.ndarray, label: np.ndarray,
+                 fit: LogisticFit | None = None, *, title: str = "",
+                 xlabel: str = "prediction", ylabel: str = "label (MOS)",
+                 summary: str = "") -> Path:
+    """Write a PNG (about 600x450 px) and return its path.
+
+    ``summary``: text drawn in the upper-left corner (e.g. ``SRCC 0.91  PLCC 0.93``).
+    """
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    pred = np.asarray(pred, np.float64)
+    label = np.asarray(label, np.float64)
+    fig = Figure(figsize=(6.0, 4.5), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    alpha = 0.8 if len(pred) <= 200 else max(0.15, 200.0 / len(pred))
+    ax.scatter(pred, label, s=14, alpha=alpha, color="#1f77b4", edgecolors="none",
+               label=f"images (n = {len(pred)})")
+    if fit is not None and len(pred) > 1 and np.ptp(pred) > 0:
+        xs = np.linspace(pred.min(), pred.max(), 200)
+        name = "fitted 4-parameter logistic" if fit.kind == "logistic" else "fitted line"
+        ax.plot(xs, fit(xs), color="#d62728", linewidth=2.0, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if summary:
+        ax.text(0.02, 0.98, summary, transform=ax.transAxes, va="top", ha="left",
+                fontsize=9, family="monospace",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial.png")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,129 @@
+"""Labelled images as model inputs: decode, optional horizontal flip, preprocess, batch.
+
+A flip mirrors the decoded pixels *before* preprocessing, so the multi-scale resizes,
+patches and hashed positions are those of the mirrored image. Whether image ``i`` is flipped
+in epoch ``e`` depends only on ``(seed, e, i)``, so runs (and resumed runs) are repeatable
+whatever the number of loader workers. Tokens can be kept in memory up to a byte budget:
+with flips there are only two variants of each image, so small sets are preprocessed once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..decode import DEFAULT_MAX_PIXELS, load_image
+from ..labels import LabelItem
+from ..model import PackedBatch
+from ..preprocess import PreprocessConfig, Tokens, preprocess
+
+
+@dataclass
+class Example:
+    """One model input: tokens, the target (``(1,)`` MOS or ``(K,)`` distribution) and
+    the index of its label row."""
+
+    tokens: Tokens
+    target: np.ndarray
+    index: int
+
+
+class TokenCache:
+    """Tokens by key, kept until ``budget_bytes`` is used up (then new ones are not kept)."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self.used = 0
+        self.store: dict[tuple[int, bool], Tokens] = {}
+
+    def get(self, key: tuple[int, bool]) -> Tokens | None:
+        return self.store.get(key)
+
+    def put(self, key: tuple[int, bool], tokens: Tokens) -> None:
+        size = tokens.patches.nbytes + tokens.positions.nbytes + tokens.scale_ids.nbytes
+        if self.used + size <= self.budget:
+            self.store[key] = tokens
+            self.used += size
+
+
+class LabelledImages(Dataset):
+    """``dataset[(i, flipped)]`` -> :class:`Example` for label row ``i``.
+
+    ``target``: ``"mos"`` (the row's MOS) or ``"distribution"`` (its normalised bins).
+    ``config``: preprocessing (for training, with ``max_seq_len_from_original_res`` set).
+    """
+
+    def __init__(self, items: list[LabelItem], config: PreprocessConfig, target: str, *,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_bytes: int = 0) -> None:
+        self.items = items
+        self.config = config
+        self.target = target
+        self.max_pixels = max_pixels
+        self.cache = TokenCache(cache_bytes)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def target_of(self, i: int) -> np.ndarray:
+        item = self.items[i]
+        if self.target == "distribution":
+            return np.asarray(item.distribution, np.float32)
+        return np.array([item.mos], np.float32)
+
+    def tokens(self, i: int, flipped: bool = False) -> Tokens:
+        tok = self.cache.get((i, flipped))
+        if tok is None:
+            path = self.items[i].path
+            rgb = load_image(path, max_pixels=self.max_pixels)
+            if flipped:
+                rgb = np.ascontiguousarray(rgb[:, ::-1])
+            tok = preprocess(rgb, self.config, str(path))
+            self.cache.put((i, flipped), tok)
+        return tok
+
+    def __getitem__(self, key: tuple[int, bool]) -> Example:
+        i, flipped = key
+        return Example(self.tokens(i, flipped), self.target_of(i), i)
+
+
+class EpochView(Dataset):
+    """The examples of one epoch, in its order: ``view[k] = dataset[order[k]]``."""
+
+    def __init__(self, dataset: LabelledImages, order: list[tuple[int, bool]]) -> None:
+        self.dataset, self.order = dataset, order
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int) -> Example:
+        return self.dataset[self.order[k]]
+
+
+def epoch_order(n: int, epoch: int, seed: int, flip: bool) -> list[tuple[int, bool]]:
+    """The shuffled ``(index, flipped)`` pairs of one epoch (deterministic in the seed)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n)
+    flips = rng.random(n) < 0.5 if flip else np.zeros(n, bool)
+    return [(int(i), bool(flips[i])) for i in order]
+
+
+@dataclass
+class Batch:
+    """Packed tokens of several images, their targets ``(B, 1|K)`` and label-row indices."""
+
+    inputs: PackedBatch
+    targets: torch.Tensor
+    indices: list[int]
+
+
+def collate(examples: list[Example]) -> Batch:
+    toks = [e.tokens for e in examples]
+    packed = PackedBatch(
+        torch.from_numpy(np.concatenate([t.patches for t in toks])),
+        torch.from_numpy(np.concatenate([t.positions for t in toks])),
+        torch.from_numpy(np.concatenate([t.scale_ids for t in toks])),
+        [len(t) for t in toks])
+    targets = torch.from_numpy(np.stack([e.target for e in examples]))
+    return Batch(packed, targets, [e.index for e in examples])
