@@ -47,11 +47,11 @@ def test_bad_image_does_not_lose_others(scorer_1class, tmp_path):
     preds = list(scorer_1class.predict_many([good, bad, empty, tmp_path / "nope.jpg", good]))
     assert [p.ok for p in preds] == [True, False, False, False, True]
     assert preds[0].score == preds[4].score == scorer_1class.score(good)
-    assert "not a recognised image" in preds[1].error
+    assert "not a supported format" in preds[1].error
     assert "empty" in preds[2].error
     assert "no such file" in preds[3].error
     assert scorer_1class.score_many([good, bad], errors="none")[1] is None
-    with pytest.raises(musiq.ImageError, match=r"notes\.jpg: not a recognised image"):
+    with pytest.raises(musiq.ImageError, match=r"notes\.jpg: not an image"):
         scorer_1class.score_many([good, bad])
 
 

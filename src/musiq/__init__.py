@@ -6,7 +6,8 @@
 """
 from .checkpoint import Variant, load_checkpoint, save_checkpoint
 from .decode import load_image
-from .errors import CheckpointError, CheckpointNotFound, ImageError, MusiqError
+from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,
+                     UnsupportedFormat)
 from .model import Musiq, PackedBatch
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
 from .registry import REGISTRY, ModelInfo, get_info
@@ -36,11 +37,12 @@ def __getattr__(name: str):
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "CheckpointError", "CheckpointNotFound", "ImageError", "MULTI_SCALE", "ModelInfo", "Musiq",
     "MusiqError", "PackedBatch", "Prediction", "PreprocessConfig", "REGISTRY", "SINGLE_SCALE",
-    "Scorer", "Tokens", "Variant", "get_info", "load", "load_checkpoint", "load_image",
-    "preprocess", "save_checkpoint", "__version__",
+    "Scorer", "Tokens", "UnsupportedFormat", "Variant", "get_info", "load", "load_checkpoint",
+    "load_image", "preprocess", "save_checkpoint", "__version__",
     "evaluate", "Evaluation", "train", "Trainer", "TrainConfig", "TrainResult", "LabelColumns",
     "read_labels",
 ]

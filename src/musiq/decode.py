@@ -27,7 +27,7 @@ import numpy as np
 import simplejpeg
 from PIL import Image
 
-from .errors import ImageError
+from .errors import ImageError, UnsupportedFormat
 from .sniff import header_size, png_shortfall, sniff
 
 #: Default refusal threshold, in pixels (width x height), checked from the header.
@@ -269,7 +269,7 @@ def decode_bytes(
         return rgb
     if kind not in PILLOW_FORMATS:
         what = f"a {kind} file, which is" if kind else "not an image:"
-        raise ImageError(source, f"{what} not a supported format (supported: JPEG, PNG, "
+        raise UnsupportedFormat(source, f"{what} not a supported format (supported: JPEG, PNG, "
                                  "GIF, WebP, TIFF, BMP; decided by content, not by name)")
     size = header_size(data, kind)
     if size is not None:

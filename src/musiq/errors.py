@@ -18,6 +18,10 @@ class ImageError(MusiqError, ValueError):
         super().__init__(f"{source}: {reason}")
 
 
+class UnsupportedFormat(ImageError):
+    """The bytes are not an image format musiq reads (text, HEIC, PDF, ...)."""
+
+
 class CheckpointError(MusiqError, ValueError):
     """A checkpoint file is missing, truncated, unsafe or not a MUSIQ checkpoint."""
 

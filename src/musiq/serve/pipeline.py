@@ -8,7 +8,7 @@ import math
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from ..errors import MusiqError
+from ..errors import MusiqError, UnsupportedFormat
 from ..scorer import Scorer, interpret
 from .batcher import Batcher, BatcherStopped
 from .uploads import Upload
@@ -34,13 +34,10 @@ class Outcome:
                 **self.extra}
 
 
-def image_error_status(reason: str) -> int:
+def image_error_status(error: MusiqError) -> int:
     """415 when the bytes are not an image format we read, 422 when they are one but cannot
     be scored (corrupt, truncated, empty, above the pixel limit)."""
-    text = reason.lower()
-    if "not a recognised image format" in text or "unsupported" in text:
-        return 415
-    return 422
+    return 415 if isinstance(error, UnsupportedFormat) else 422
 
 
 async def score_upload(upload: Upload, scorer: Scorer, batcher: Batcher,
@@ -63,7 +60,7 @@ async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
         tokens = await loop.run_in_executor(decode_pool, scorer.tokens, bytes(upload.data))
     except MusiqError as e:
         out.error = getattr(e, "reason", None) or str(e)
-        out.status = image_error_status(out.error)
+        out.status = image_error_status(e)
         return out
     except Exception as e:
         log.exception("decoding %r failed unexpectedly", upload.filename)
