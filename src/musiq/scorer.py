@@ -20,7 +20,9 @@ from .checkpoint import Variant, load_checkpoint
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from .errors import ImageError, MusiqError
 from .locate import find_checkpoint
+from .batching import Reorder, schedule
 from .model import Musiq, PackedBatch
+from .pipeline import Prepared, PrepareOptions, iter_prepared, source_name
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
 from .registry import REGISTRY, ModelInfo, get_info
 
@@ -78,6 +80,14 @@ def interpret(logits: np.ndarray, kind: str) -> dict:
     return out
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _cat(arrays: list[np.ndarray]) -> torch.Tensor:
+    """One tensor from several arrays; no copy for a single array."""
+    return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
     if device is None or str(device) == "auto":
@@ -99,7 +109,7 @@ class Scorer:
     def __init__(self, model: Musiq, variant: Variant, *, path: Path | None = None,
                  info: ModelInfo | None = None, device: torch.device | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
-                 max_batch_tokens: int = 8192) -> None:
+                 max_batch_tokens: int = 8192, precision: str = "fp32") -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
         self.variant = variant
@@ -108,6 +118,10 @@ class Scorer:
         self.max_pixels = max_pixels
         self.exif_transpose = exif_transpose
         self.max_batch_tokens = max_batch_tokens
+        if precision not in PRECISIONS:
+            raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"not {precision!r}")
+        self.precision = precision
 
     # -- description -------------------------------------------------------------------
     @property
@@ -141,62 +155,81 @@ class Scorer:
         rgb = load_image(image, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
         return preprocess(rgb, self.preprocess_config, source)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
-        """``(B, num_classes)`` float32 logits for several tokenised images in one pass."""
+        """``(B, num_classes)`` float32 logits for several tokenised images in one pass.
+
+        fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
+        under ``torch.autocast`` (see docs/performance.md for their effect on scores).
+        """
         batch = PackedBatch(
-            torch.from_numpy(np.concatenate([t.patches for t in tokens])),
-            torch.from_numpy(np.concatenate([t.positions for t in tokens])),
-            torch.from_numpy(np.concatenate([t.scale_ids for t in tokens])),
+            _cat([t.patches for t in tokens]),
+            _cat([t.positions for t in tokens]),
+            _cat([t.scale_ids for t in tokens]),
             [len(t) for t in tokens],
         ).to(self.device)
-        return self.model(batch).float().cpu().numpy()
+        if self.precision == "fp32":
+            return self.model(batch).float().cpu().numpy()
+        with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
+            return self.model(batch).float().cpu().numpy()
 
     # -- public API ----------------------------------------------------------------------
     def predict(self, image: ImageInput) -> Prediction:
         """Full prediction for one image; raises :class:`ImageError` for a bad image."""
         out = interpret(self.logits([self.tokens(image)])[0], self.kind)
-        return Prediction(source=_source_name(image), **out)
+        return Prediction(source=source_name(image), **out)
 
     def score(self, image: ImageInput) -> float:
         """The score of one image (see :class:`Prediction` for units)."""
         return self.predict(image).score  # type: ignore[return-value]
 
-    def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8
-                     ) -> Iterator[Prediction]:
+    def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
+                     workers: int = 0, max_batch_tokens: int | None = None,
+                     window: int | None = None) -> Iterator[Prediction]:
         """Predictions in input order; a bad image yields a Prediction with ``error`` set.
 
-        Images are preprocessed, then run ``batch_size`` at a time (fewer when a batch would
-        exceed ``max_batch_tokens``) as one packed forward pass.
+        Images are decoded and preprocessed (in ``workers`` processes when > 0), read in
+        windows of ``window`` images (default ``4 * batch_size``), sorted by token count
+        within the window and run as packed forward passes of at most ``batch_size`` images
+        and ``max_batch_tokens`` padded tokens (default: the scorer's). Scores equal the
+        one-image path's (the same :meth:`logits`). Memory is bounded by the window.
         """
-        pending: list[tuple[Prediction, Tokens | None]] = []
-        tokens_in_batch = 0
-        for image in images:
-            pred = Prediction(source=_source_name(image))
-            try:
-                tok: Tokens | None = self.tokens(image)
-            except MusiqError as e:
-                pred.error = _reason(e)
-                tok = None
-            if tok is not None and pending and (
-                    tokens_in_batch + len(tok) > self.max_batch_tokens):
-                yield from self._flush(pending)
-                pending, tokens_in_batch = [], 0
-            pending.append((pred, tok))
-            tokens_in_batch += len(tok) if tok is not None else 0
-            if sum(t is not None for _, t in pending) >= batch_size:
-                yield from self._flush(pending)
-                pending, tokens_in_batch = [], 0
-        yield from self._flush(pending)
+        max_tokens = max_batch_tokens or self.max_batch_tokens
+        window = window or 4 * batch_size
+        options = PrepareOptions(self.preprocess_config, self.max_pixels, self.exif_transpose)
+        order: Reorder[Prediction] = Reorder()
+        ok: list[Prepared] = []
 
-    def _flush(self, pending: list[tuple[Prediction, Tokens | None]]) -> Iterator[Prediction]:
-        ready = [(p, t) for p, t in pending if t is not None]
-        if ready:
-            for (pred, _), lo in zip(ready, self.logits([t for _, t in ready])):
-                for k, v in interpret(lo, self.kind).items():
-                    setattr(pred, k, v)
-        for pred, _ in pending:
-            yield pred
+        def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
+            # Failed images skip the model: they are ready at once.
+            for item in stream:
+                if item.tokens is None:
+                    order.put(item.index, Prediction(source=item.source, error=item.error))
+                else:
+                    yield item
+
+        prepared = iter_prepared(images, options, workers=workers)
+        for batch in schedule(gate(prepared), len, batch_size=batch_size,
+                              max_tokens=max_tokens, window=window,
+                              window_tokens=4 * max_tokens):
+            for item, pred in zip(batch, self._predict_batch(batch)):
+                order.put(item.index, pred)
+            yield from order.ready()
+        yield from order.ready()
+        if len(order):  # pragma: no cover - every index is put exactly once
+            raise RuntimeError("internal error: results left unordered")
+
+    def _predict_batch(self, batch: Sequence[Prepared]) -> list[Prediction]:
+        """One forward pass; if it fails (out of memory, say), each image alone."""
+        try:
+            rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
+            return [Prediction(source=item.source, **interpret(lo, self.kind))
+                    for item, lo in zip(batch, rows)]
+        except (RuntimeError, MemoryError) as e:
+            if len(batch) > 1:
+                return [p for item in batch for p in self._predict_batch([item])]
+            reason = "out of memory" if isinstance(e, MemoryError) else str(e).split("\n")[0]
+            return [Prediction(source=batch[0].source, error=f"model failed: {reason}")]
 
     def score_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                    errors: str = "raise") -> list[float | None]:
@@ -212,16 +245,6 @@ class Scorer:
         return out
 
 
-def _source_name(image: ImageInput) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return str(image)
-    return f"<{type(image).__name__}>"
-
-
-def _reason(e: MusiqError) -> str:
-    return e.reason if isinstance(e, ImageError) else str(e)
-
-
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
          device: str | torch.device | None = "cpu", **options) -> Scorer:
     """Load a checkpoint by registry name (``koniq``, ``ava``, ``spaq-single`` ...) or path.
@@ -229,7 +252,8 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     A name is looked up in ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``,
     ``./musiq_original/checkpoints/`` and the user cache; the file's variant (head size,
     single or multi-scale) is detected from its shapes and must match the name.
-    ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``).
+    ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``,
+    ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``).
     """
     info: ModelInfo | None = None
     text = os.fspath(model)
