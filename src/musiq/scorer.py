@@ -112,6 +112,9 @@ class Scorer:
                  max_batch_tokens: int = 8192, precision: str = "fp32") -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            # Few large stem calls: a GPU is bound by launches, not by this memory.
+            self.model.stem_chunk = max(self.model.stem_chunk, 8192)
         self.variant = variant
         self.path = path
         self.info = info
