@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -83,6 +84,20 @@ def interpret(logits: np.ndarray, kind: str) -> dict:
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@contextlib.contextmanager
+def _exact_fp32() -> Iterator[None]:
+    """No TF32 on CUDA: cuDNN's default TF32 convolutions move logits by ~3e-4."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def _cat(arrays: list[np.ndarray]) -> torch.Tensor:
     """One tensor from several arrays; no copy for a single array."""
     return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
@@ -109,12 +124,17 @@ class Scorer:
     def __init__(self, model: Musiq, variant: Variant, *, path: Path | None = None,
                  info: ModelInfo | None = None, device: torch.device | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
-                 max_batch_tokens: int = 8192, precision: str = "fp32") -> None:
+                 max_batch_tokens: int = 8192, precision: str = "fp32",
+                 compile: bool = False) -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
             # Few large stem calls: a GPU is bound by launches, not by this memory.
             self.model.stem_chunk = max(self.model.stem_chunk, 8192)
+        if compile:
+            # Fuses the stem's GroupNorm/ReLU/casts, which bound a GPU (3x in bf16 on an
+            # H200, docs/performance.md). Opt-in: the first batch pays the compile time.
+            self.model.stem = torch.compile(self.model.stem, dynamic=True)
         self.variant = variant
         self.path = path
         self.info = info
@@ -172,7 +192,8 @@ class Scorer:
             [len(t) for t in tokens],
         ).to(self.device)
         if self.precision == "fp32":
-            return self.model(batch).float().cpu().numpy()
+            with _exact_fp32():
+                return self.model(batch).float().cpu().numpy()
         with torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]):
             return self.model(batch).float().cpu().numpy()
 
@@ -256,7 +277,8 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``./musiq_original/checkpoints/`` and the user cache; the file's variant (head size,
     single or multi-scale) is detected from its shapes and must match the name.
     ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``,
-    ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``).
+    ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``; ``compile``:
+    ``torch.compile`` the patch stem, for GPUs).
     """
     info: ModelInfo | None = None
     text = os.fspath(model)

@@ -60,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
                    help="fp32 (default, exact) or bf16/fp16 autocast: faster, scores move "
                         "slightly (docs/performance.md)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the patch stem (GPU: 3x faster in bf16 after a ~10 s "
+                        "compile; needs a working Triton/C++ toolchain)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
@@ -107,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     scorer = load_from_args(args)
     scorer.precision = args.precision
+    if args.compile:
+        scorer.model.stem = torch.compile(scorer.model.stem, dynamic=True)
 
     out_file: IO[str] | None = None
     writers = []
