@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--pyiqa-python", help="python of a venv with pyiqa (omit to skip pyiqa)")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--rounds", type=int, help="override the rounds per size")
     ap.add_argument("--json-out", type=Path)
     a = ap.parse_args()
 
@@ -104,6 +105,7 @@ def main() -> None:
     rows = []
     for name in a.sizes:
         w, h, n, rounds, with_pyiqa = SIZES[name]
+        rounds = a.rounds or rounds
         path = tmp / f"img_{name}.jpg"
         make_image(path, w, h)
         tokens = len(musiq.preprocess(musiq.load_image(path)))
@@ -126,12 +128,18 @@ def main() -> None:
                     print(f"  {name} {variant} {prec}: {r['images'] / r['seconds']:.3f} img/s,"
                           f" {r['peak_rss_gb']:.2f} GB, load {r['load_before']:.1f}", flush=True)
         roof.append(matmul_gflops())
+        print(f"  matmul now {roof[-1]:.0f} GFLOP/s", flush=True)
         for key, rs in runs.items():
             ips = statistics.median(r["images"] / r["seconds"] for r in rs)
             rows.append({"size": name, "tokens": tokens, "gflop": gflop, "variant": key,
                          "images_per_s": ips, "s_per_image": 1 / ips,
                          "gflops": gflop * ips, "peak_rss_gb": max(r["peak_rss_gb"] for r in rs),
                          "load": statistics.median(r["load_before"] for r in rs)})
+        report(rows, roof, a.json_out)
+
+
+def report(rows: list[dict], roof: list[float], json_out: Path | None) -> None:
+    """Print the table so far (and write it as JSON): runs can be long on a shared machine."""
     roofline = statistics.median(roof)
     print(f"\nmatmul roofline this run: median {roofline:.0f} GFLOP/s "
           f"(min {min(roof):.0f}, max {max(roof):.0f}); cores {os.cpu_count()}")
@@ -149,8 +157,8 @@ def main() -> None:
               f"{100 * r['roofline_fraction']:.0f} % | {r['peak_rss_gb']:.2f} GB | "
               f"{r['load']:.1f} |")
     print("\npyiqa's GFLOP/s use our FLOP count (it also computes padding tokens: more work).")
-    if a.json_out:
-        a.json_out.write_text(json.dumps({"roofline_gflops": roof, "rows": rows}, indent=2))
+    if json_out:
+        json_out.write_text(json.dumps({"roofline_gflops": roof, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
