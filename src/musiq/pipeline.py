@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -65,6 +66,8 @@ def prepare(index: int, image: ImageInput, options: PrepareOptions) -> Prepared:
 
 
 def _init_worker() -> None:
+    # Ctrl-C is the parent's to handle (it shuts the pool down); no traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Preprocessing is NumPy element-wise work: one thread per worker process.
     try:
         import torch
