@@ -132,9 +132,7 @@ class Scorer:
             # Few large stem calls: a GPU is bound by launches, not by this memory.
             self.model.stem_chunk = max(self.model.stem_chunk, 8192)
         if compile:
-            # Fuses the stem's GroupNorm/ReLU/casts, which bound a GPU (3x in bf16 on an
-            # H200, docs/performance.md). Opt-in: the first batch pays the compile time.
-            self.model.stem = torch.compile(self.model.stem, dynamic=True)
+            self.compile_stem()
         self.variant = variant
         self.path = path
         self.info = info
@@ -145,6 +143,11 @@ class Scorer:
             raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
                              f"not {precision!r}")
         self.precision = precision
+
+    def compile_stem(self) -> None:
+        """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
+        GPU (3x in bf16 on an H200, docs/performance.md). The first batch pays the compile."""
+        self.model.stem = torch.compile(self.model.stem, dynamic=True)
 
     # -- description -------------------------------------------------------------------
     @property
@@ -232,7 +235,6 @@ class Scorer:
         window = window or 4 * batch_size
         options = PrepareOptions(self.preprocess_config, self.max_pixels, self.exif_transpose)
         order: Reorder[Prediction] = Reorder()
-        ok: list[Prepared] = []
 
         def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
             # Failed images skip the model: they are ready at once.

@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = load_from_args(args)
     scorer.precision = args.precision
     if args.compile:
-        scorer.model.stem = torch.compile(scorer.model.stem, dynamic=True)
+        scorer.compile_stem()
 
     out_file: IO[str] | None = None
     writers = []
