@@ -124,7 +124,7 @@ class Scorer:
     def __init__(self, model: Musiq, variant: Variant, *, path: Path | None = None,
                  info: ModelInfo | None = None, device: torch.device | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
-                 max_batch_tokens: int = 8192, precision: str = "fp32",
+                 max_batch_tokens: int | None = None, precision: str = "fp32",
                  compile: bool = False) -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
@@ -138,7 +138,11 @@ class Scorer:
         self.info = info
         self.max_pixels = max_pixels
         self.exif_transpose = exif_transpose
-        self.max_batch_tokens = max_batch_tokens
+        # Token slots per forward pass. CPU: ~1k, so that small images share passes but a
+        # pass's activations stay in cache (a 1024x768 image ran 10 % faster alone than 8 per
+        # pass on 2 cores); GPU: large passes to fill the device.
+        self.max_batch_tokens = max_batch_tokens or (
+            65536 if self.device.type == "cuda" else 1024)
         if precision not in PRECISIONS:
             raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
                              f"not {precision!r}")

@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("speed")
     g.add_argument("--batch-size", "-b", type=int, default=8, metavar="N",
                    help="images per forward pass at most (default 8)")
-    g.add_argument("--max-batch-tokens", type=int, default=8192, metavar="N",
-                   help="padded tokens per forward pass at most; bounds memory (default 8192;"
-                        " a larger image runs alone)")
+    g.add_argument("--max-batch-tokens", type=int, default=None, metavar="N",
+                   help="padded tokens per forward pass at most; bounds memory (default 1024 "
+                        "on CPU, 65536 on CUDA; a larger image runs alone)")
     g.add_argument("--workers", "-j", type=int, default=None, metavar="N",
                    help="processes that decode and preprocess ahead of the model (default: "
                         "0 on CPU, min(8, cores - 1) on CUDA)")
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.resume and not args.output:
         raise MusiqError("--resume needs --output FILE")
-    if args.batch_size < 1 or args.max_batch_tokens < 1:
+    if args.batch_size < 1 or (args.max_batch_tokens is not None and args.max_batch_tokens < 1):
         raise MusiqError("--batch-size and --max-batch-tokens must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
