@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -18,9 +19,11 @@ import torch
 
 from .checkpoint import Variant, load_checkpoint
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .batching import Reorder, schedule
 from .download import ensure_checkpoint
 from .errors import CheckpointError, ImageError, MusiqError
 from .model import Musiq, PackedBatch
+from .pipeline import Prepared, PrepareOptions, iter_prepared, source_name
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
 from .registry import REGISTRY, ModelInfo, get_info
 
@@ -78,6 +81,28 @@ def interpret(logits: np.ndarray, kind: str) -> dict:
     return out
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextlib.contextmanager
+def _exact_fp32() -> Iterator[None]:
+    """No TF32 on CUDA: cuDNN's default TF32 convolutions move logits by ~3e-4."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _cat(arrays: list[np.ndarray]) -> torch.Tensor:
+    """One tensor from several arrays; no copy for a single array."""
+    return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
     if device is None or str(device) == "auto":
@@ -99,15 +124,34 @@ class Scorer:
     def __init__(self, model: Musiq, variant: Variant, *, path: Path | None = None,
                  info: ModelInfo | None = None, device: torch.device | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
-                 max_batch_tokens: int = 8192) -> None:
+                 max_batch_tokens: int | None = None, precision: str = "fp32",
+                 compile: bool = False) -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            # Few large stem calls: a GPU is bound by launches, not by this memory.
+            self.model.stem_chunk = max(self.model.stem_chunk, 8192)
+        if compile:
+            self.compile_stem()
         self.variant = variant
         self.path = path
         self.info = info
         self.max_pixels = max_pixels
         self.exif_transpose = exif_transpose
-        self.max_batch_tokens = max_batch_tokens
+        # Token slots per forward pass. CPU: ~1k, so that small images share passes but a
+        # pass's activations stay in cache (a 1024x768 image ran 10 % faster alone than 8 per
+        # pass on 2 cores); GPU: large passes to fill the device.
+        self.max_batch_tokens = max_batch_tokens or (
+            65536 if self.device.type == "cuda" else 1024)
+        if precision not in PRECISIONS:
+            raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"not {precision!r}")
+        self.precision = precision
+
+    def compile_stem(self) -> None:
+        """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
+        GPU (3x in bf16 on an H200, docs/performance.md). The first batch pays the compile."""
+        self.model.stem = torch.compile(self.model.stem, dynamic=True)
 
     # -- description -------------------------------------------------------------------
     @property
@@ -141,62 +185,91 @@ class Scorer:
         rgb = load_image(image, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
         return preprocess(rgb, self.preprocess_config, source)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
-        """``(B, num_classes)`` float32 logits for several tokenised images in one pass."""
+        """``(B, num_classes)`` float32 logits for several tokenised images in one pass.
+
+        fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
+        under ``torch.autocast`` (see docs/performance.md for their effect on scores).
+        """
         batch = PackedBatch(
-            torch.from_numpy(np.concatenate([t.patches for t in tokens])),
-            torch.from_numpy(np.concatenate([t.positions for t in tokens])),
-            torch.from_numpy(np.concatenate([t.scale_ids for t in tokens])),
+            _cat([t.patches for t in tokens]),
+            _cat([t.positions for t in tokens]),
+            _cat([t.scale_ids for t in tokens]),
             [len(t) for t in tokens],
         ).to(self.device)
-        return self.model(batch).float().cpu().numpy()
+        return self._forward(batch).float().cpu().numpy()
+
+    def _forward(self, batch: PackedBatch) -> torch.Tensor:
+        if self.precision == "fp32":
+            with _exact_fp32():
+                return self.model(batch)
+        dtype = PRECISIONS[self.precision]
+        if self.device.type == "cpu":
+            # On CPU the stem's GroupNorms and casts are slower in bf16 than the convolutions
+            # gain: the stem stays fp32 and only the encoder runs in reduced precision.
+            x = self.model.embed(batch)
+            with torch.autocast("cpu", dtype=dtype):
+                return self.model.head(self.model.encode(x, batch.lengths))
+        with torch.autocast(self.device.type, dtype=dtype):
+            return self.model(batch)
 
     # -- public API ----------------------------------------------------------------------
     def predict(self, image: ImageInput) -> Prediction:
         """Full prediction for one image; raises :class:`ImageError` for a bad image."""
         out = interpret(self.logits([self.tokens(image)])[0], self.kind)
-        return Prediction(source=_source_name(image), **out)
+        return Prediction(source=source_name(image), **out)
 
     def score(self, image: ImageInput) -> float:
         """The score of one image (see :class:`Prediction` for units)."""
         return self.predict(image).score  # type: ignore[return-value]
 
-    def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8
-                     ) -> Iterator[Prediction]:
+    def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
+                     workers: int = 0, max_batch_tokens: int | None = None,
+                     window: int | None = None) -> Iterator[Prediction]:
         """Predictions in input order; a bad image yields a Prediction with ``error`` set.
 
-        Images are preprocessed, then run ``batch_size`` at a time (fewer when a batch would
-        exceed ``max_batch_tokens``) as one packed forward pass.
+        Images are decoded and preprocessed (in ``workers`` processes when > 0), read in
+        windows of ``window`` images (default ``4 * batch_size``), sorted by token count
+        within the window and run as packed forward passes of at most ``batch_size`` images
+        and ``max_batch_tokens`` padded tokens (default: the scorer's). Scores equal the
+        one-image path's (the same :meth:`logits`). Memory is bounded by the window.
         """
-        pending: list[tuple[Prediction, Tokens | None]] = []
-        tokens_in_batch = 0
-        for image in images:
-            pred = Prediction(source=_source_name(image))
-            try:
-                tok: Tokens | None = self.tokens(image)
-            except MusiqError as e:
-                pred.error = _reason(e)
-                tok = None
-            if tok is not None and pending and (
-                    tokens_in_batch + len(tok) > self.max_batch_tokens):
-                yield from self._flush(pending)
-                pending, tokens_in_batch = [], 0
-            pending.append((pred, tok))
-            tokens_in_batch += len(tok) if tok is not None else 0
-            if sum(t is not None for _, t in pending) >= batch_size:
-                yield from self._flush(pending)
-                pending, tokens_in_batch = [], 0
-        yield from self._flush(pending)
+        max_tokens = max_batch_tokens or self.max_batch_tokens
+        window = window or 4 * batch_size
+        options = PrepareOptions(self.preprocess_config, self.max_pixels, self.exif_transpose)
+        order: Reorder[Prediction] = Reorder()
 
-    def _flush(self, pending: list[tuple[Prediction, Tokens | None]]) -> Iterator[Prediction]:
-        ready = [(p, t) for p, t in pending if t is not None]
-        if ready:
-            for (pred, _), lo in zip(ready, self.logits([t for _, t in ready])):
-                for k, v in interpret(lo, self.kind).items():
-                    setattr(pred, k, v)
-        for pred, _ in pending:
-            yield pred
+        def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
+            # Failed images skip the model: they are ready at once.
+            for item in stream:
+                if item.tokens is None:
+                    order.put(item.index, Prediction(source=item.source, error=item.error))
+                else:
+                    yield item
+
+        prepared = iter_prepared(images, options, workers=workers)
+        for batch in schedule(gate(prepared), len, batch_size=batch_size,
+                              max_tokens=max_tokens, window=window,
+                              window_tokens=4 * max_tokens):
+            for item, pred in zip(batch, self._predict_batch(batch)):
+                order.put(item.index, pred)
+            yield from order.ready()
+        yield from order.ready()
+        if len(order):  # pragma: no cover - every index is put exactly once
+            raise RuntimeError("internal error: results left unordered")
+
+    def _predict_batch(self, batch: Sequence[Prepared]) -> list[Prediction]:
+        """One forward pass; if it fails (out of memory, say), each image alone."""
+        try:
+            rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
+            return [Prediction(source=item.source, **interpret(lo, self.kind))
+                    for item, lo in zip(batch, rows)]
+        except (RuntimeError, MemoryError) as e:
+            if len(batch) > 1:
+                return [p for item in batch for p in self._predict_batch([item])]
+            reason = "out of memory" if isinstance(e, MemoryError) else str(e).split("\n")[0]
+            return [Prediction(source=batch[0].source, error=f"model failed: {reason}")]
 
     def score_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                    errors: str = "raise") -> list[float | None]:
@@ -212,16 +285,6 @@ class Scorer:
         return out
 
 
-def _source_name(image: ImageInput) -> str:
-    if isinstance(image, (str, os.PathLike)):
-        return str(image)
-    return f"<{type(image).__name__}>"
-
-
-def _reason(e: MusiqError) -> str:
-    return e.reason if isinstance(e, ImageError) else str(e)
-
-
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
          device: str | torch.device | None = "cpu", offline: bool | None = None,
          **options) -> Scorer:
@@ -232,7 +295,9 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     single or multi-scale) is detected from its shapes and must match the name. A named
     model found nowhere is downloaded first (to ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``
     or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
-    ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``).
+    ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``,
+    ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``; ``compile``:
+    ``torch.compile`` the patch stem, for GPUs).
     """
     info: ModelInfo | None = None
     text = os.fspath(model)
