@@ -28,8 +28,9 @@ def run(scorer_1class):
     hooks = []
 
     def capture(name, module):
-        hooks.append(module.register_forward_hook(
-            lambda _m, _i, out: got.setdefault(name, out.detach().clone())))
+        def hook(_module, _inputs, out):  # must return None, or it replaces the output
+            got.setdefault(name, out.detach().clone())
+        hooks.append(module.register_forward_hook(hook))
 
     stem = model.stem
     capture("conv_root", stem.conv_root)
