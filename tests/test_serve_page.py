@@ -79,7 +79,7 @@ def test_page_scores_sorts_and_shows_range(browser_ready, ckpt_10class, tmp_path
     assert len(results) == len(chosen) + 1
     ok = [r for r in results if not r["failed"]]
     assert [r["filename"] for r in results[len(ok):]] == ["broken.jpg"]  # failures last
-    assert "not a recognised image format" in results[-1]["text"]
+    assert "not a supported format" in results[-1]["text"]
     scores = [r["score"] for r in ok]
     assert scores == sorted(scores, reverse=True)  # best first
     assert {r["filename"] for r in ok} == set(CHOSEN) | {"dropped-" + DROPPED}
