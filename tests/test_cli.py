@@ -94,3 +94,14 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 nope")
     r = musiq_cli("score", IMAGES / "coffee_30x20_q90.jpg", "--model", tmp_path / "bad.npz")
     assert r.returncode == 2 and "bad.npz" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_options_between_images(ckpt_1class, golden):
+    a, b = IMAGES / "coffee_30x20_q90.jpg", IMAGES / "chelsea_20x30_q90.jpg"
+    r = musiq_cli("score", a, "--model", ckpt_1class, b, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [o["path"] for o in out] == [str(a), str(b)]
+    assert abs(out[1]["score"] - golden[b.name]["1class"]["score"]) <= 1e-4
+    bad = musiq_cli("score", a, "--model", ckpt_1class, "--no-such-option")
+    assert bad.returncode == 2 and "unrecognized arguments: --no-such-option" in bad.stderr

@@ -25,9 +25,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting options come between a command's positionals
+    (``musiq score a.jpg --model koniq b.jpg``), which plain argparse refuses."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "command", None):
+        sub = next(a for a in parser._actions
+                   if isinstance(a, argparse._SubParsersAction)).choices[args.command]
+        try:
+            again = sub.parse_intermixed_args(argv[argv.index(args.command) + 1:])
+        except TypeError:  # a command whose arguments cannot be intermixed
+            return parser.parse_args(argv)
+        again.command = args.command
+        return again
+    return parser.parse_args(argv) if rest else args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
