@@ -12,6 +12,7 @@ sequences are padded per batch, and attention uses a key-padding mask through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import HEADS, HIDDEN, LAYERS, MLP_DIM, POS_GRID, STEM, STEM_OUT, Variant
+from .preprocess import Tokens
 
 PATCH = 32
 
@@ -155,6 +157,15 @@ class PackedBatch:
     positions: torch.Tensor
     scale_ids: torch.Tensor
     lengths: list[int]
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[Tokens]) -> "PackedBatch":
+        """Concatenate the valid tokens of several images (no copy for a single image)."""
+        def cat(arrays: list[np.ndarray]) -> torch.Tensor:
+            return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+
+        return cls(cat([t.patches for t in tokens]), cat([t.positions for t in tokens]),
+                   cat([t.scale_ids for t in tokens]), [len(t) for t in tokens])
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "PackedBatch":
         return PackedBatch(self.patches.to(device, dtype), self.positions.to(device),

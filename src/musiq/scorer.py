@@ -98,11 +98,6 @@ def _exact_fp32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-def _cat(arrays: list[np.ndarray]) -> torch.Tensor:
-    """One tensor from several arrays; no copy for a single array."""
-    return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
     if device is None or str(device) == "auto":
@@ -192,12 +187,7 @@ class Scorer:
         fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
-        batch = PackedBatch(
-            _cat([t.patches for t in tokens]),
-            _cat([t.positions for t in tokens]),
-            _cat([t.scale_ids for t in tokens]),
-            [len(t) for t in tokens],
-        ).to(self.device)
+        batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self._forward(batch).float().cpu().numpy()
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:

@@ -119,11 +119,6 @@ class Batch:
 
 
 def collate(examples: list[Example]) -> Batch:
-    toks = [e.tokens for e in examples]
-    packed = PackedBatch(
-        torch.from_numpy(np.concatenate([t.patches for t in toks])),
-        torch.from_numpy(np.concatenate([t.positions for t in toks])),
-        torch.from_numpy(np.concatenate([t.scale_ids for t in toks])),
-        [len(t) for t in toks])
+    packed = PackedBatch.from_tokens([e.tokens for e in examples])
     targets = torch.from_numpy(np.stack([e.target for e in examples]))
     return Batch(packed, targets, [e.index for e in examples])
