@@ -109,9 +109,6 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     scorer = load_from_args(args)
-    scorer.precision = args.precision
-    if args.compile:
-        scorer.compile_stem()
 
     out_file: IO[str] | None = None
     writers = []
