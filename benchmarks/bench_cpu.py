@@ -99,7 +99,7 @@ def main() -> None:
     import musiq
     tmp = Path(tempfile.mkdtemp(prefix="musiq-bench-"))
     ckpt = tmp / "ckpt.npz"
-    subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" / "make_checkpoint.py"),
+    subprocess.run([sys.executable, str(ROOT / "tests" / "checkpoints.py"),
                     str(ckpt), "--classes", "1"], check=True)
     roof = [matmul_gflops()]
     print(f"matmul roofline (fp32, 2048^3, {os.cpu_count()} cores): {roof[0]:.0f} GFLOP/s; "

@@ -16,7 +16,7 @@ features). The script
         --new-head --head-init probe --freeze-blocks 10 --size 160 --crops 4 --epochs 6
 
 ``--init random1|random1000|random1-single`` writes a structure-exact checkpoint with
-deterministic random weights (``../shared/tools/make_checkpoint.py``); a registry name
+deterministic random weights (``tests/checkpoints.py``); a registry name
 (``imagenet``) or a path works too.
 """
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for data and results")
     ap.add_argument("--photos", type=Path, default=synthetic.GOLDEN_IMAGES)
     ap.add_argument("--make-checkpoint", type=Path,
-                    default=ROOT.parent / "shared" / "tools" / "make_checkpoint.py")
+                    default=ROOT / "tests" / "checkpoints.py")
     ap.add_argument("--init", default="random1000")
     ap.add_argument("--size", type=int, default=256, help="longer side of each image (px)")
     ap.add_argument("--crops", type=int, default=6, help="crops per photo")

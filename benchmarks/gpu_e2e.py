@@ -1,12 +1,11 @@
 """End-to-end GPU check of the merged code: exactness on the golden images and throughput.
 
-Run on a CUDA machine from the repository root with ``PYTHONPATH=src``:
+Run on a CUDA machine from the repository root (``PYTHONPATH=src`` if musiq is not installed):
 
-    python benchmarks/gpu_e2e.py BUNDLE OUT.txt
+    python benchmarks/gpu_e2e.py OUT.txt
 
-``BUNDLE`` holds a copy of ``shared/golden/{images,scores.json}`` and
-``shared/tools/make_checkpoint.py`` (the lent GPU machine has no ``../shared``).
-It reports: max |logit - original| in fp32 on CUDA for every scorable golden image (1 and 10
+It uses the repository's golden data (tests/golden) and reference weights
+(tests/checkpoints.py), and reports: max |logit - original| in fp32 on CUDA for every scorable golden image (1 and 10
 classes), batched-vs-single difference, model-only images/s at 1024x768 for fp32, bf16 and
 bf16 with the compiled stem, and end-to-end images/s through ``predict_many`` with workers.
 """
@@ -26,7 +25,8 @@ import musiq
 
 
 def main() -> None:
-    bundle, out_path = Path(sys.argv[1]), Path(sys.argv[2])
+    root = Path(__file__).resolve().parents[1] / "tests"
+    out_path = Path(sys.argv[1])
     lines: list[str] = []
 
     def say(msg: str) -> None:
@@ -36,12 +36,12 @@ def main() -> None:
 
     say(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
         f"{os.cpu_count()} CPU cores")
-    records = json.loads((bundle / "golden" / "scores.json").read_text())["images"]
-    images = bundle / "golden" / "images"
+    records = json.loads((root / "golden" / "scores.json").read_text())["images"]
+    images = root / "golden" / "images"
     ckpts = {}
     for c in ("1", "10"):
         p = Path(f"/tmp/ckpt_{c}class.npz")
-        subprocess.run([sys.executable, str(bundle / "tools" / "make_checkpoint.py"), str(p),
+        subprocess.run([sys.executable, str(root / "checkpoints.py"), str(p),
                         "--classes", c], check=True)
         ckpts[c] = p
     scorable = [r for r in records if "logits" in r["1class"]]

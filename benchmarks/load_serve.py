@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/load_serve.py                       # 500 requests at 16
     .venv/bin/python benchmarks/load_serve.py --requests 100 --json-out out.json
 
-Starts its own servers (random-weight checkpoint from ../shared/tools/make_checkpoint.py
+Starts its own servers (random-weight checkpoint from tests/checkpoints.py
 unless --model is given; timings do not depend on weight values) and sends small JPEGs:
 0. one client: --serial-requests one after the other (latency without queueing);
 1. batching: --requests at --concurrency against the default settings;
@@ -201,8 +201,7 @@ def main() -> int:
         model = args.model
         if model is None:
             model = Path(tmp) / "musiq_1class.npz"
-            subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" /
-                                                "make_checkpoint.py"), str(model),
+            subprocess.run([sys.executable, str(ROOT / "tests" / "checkpoints.py"), str(model),
                             "--classes", "1"], check=True, stdout=subprocess.DEVNULL)
         bodies = small_jpegs()
         quiet = ["--no-access-log", "--log-level", "warning"]

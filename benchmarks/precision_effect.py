@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/precision_effect.py [--device cuda]
 
-For each checkpoint of ../shared/golden (1 and 10 classes) and each precision, prints the
+For each checkpoint of tests/golden (1 and 10 classes) and each precision, prints the
 largest |score - original| and |logit - original| over the images the original scored.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-SHARED = ROOT.parent / "shared"
+TESTS = ROOT / "tests"
 
 
 def main() -> None:
@@ -26,17 +26,17 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
-    records = json.loads((SHARED / "golden" / "scores.json").read_text())["images"]
+    records = json.loads((TESTS / "golden" / "scores.json").read_text())["images"]
     tmp = Path(tempfile.mkdtemp())
     print("| checkpoint | precision | images | max abs score change | max abs logit change |")
     print("| --- | --- | ---: | ---: | ---: |")
     for classes in (1, 10):
         ckpt = tmp / f"ckpt{classes}.npz"
-        subprocess.run([sys.executable, str(SHARED / "tools" / "make_checkpoint.py"), str(ckpt),
+        subprocess.run([sys.executable, str(TESTS / "checkpoints.py"), str(ckpt),
                         "--classes", str(classes)], check=True)
         key = f"{classes}class"
         scored = [r for r in records if "logits" in r[key]]
-        paths = [SHARED / "golden" / "images" / r["file"] for r in scored]
+        paths = [TESTS / "golden" / "images" / r["file"] for r in scored]
         for precision in ("fp32", "bf16", "fp16"):
             s = musiq.load(ckpt, device=a.device, precision=precision)
             preds = list(s.predict_many(paths, batch_size=8))

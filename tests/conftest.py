@@ -1,22 +1,39 @@
-"""Shared fixtures: the golden data in ../shared and checkpoints written by its tool."""
+"""Shared fixtures: the golden data in tests/golden and checkpoints with its weights.
+
+The suite stands alone: everything it needs is in the repository. It never sees a user's
+checkpoints either: the checkpoint search (``$MUSIQ_CHECKPOINT_DIR``,
+``./musiq_original/checkpoints``, the user cache) is pointed at empty temporary folders for the
+whole session, subprocesses included (they inherit the environment).
+"""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from checkpoints import main as _make_checkpoint
 
 # Tests never reach a real host: a named model that is missing must not start a download.
 # Download tests opt in explicitly against a local server (tests/fileserver.py).
 os.environ["MUSIQ_OFFLINE"] = "1"
 
+_ISOLATED = Path(tempfile.mkdtemp(prefix="musiq-tests-"))
+os.environ.pop("MUSIQ_CHECKPOINT_DIR", None)
+os.environ["MUSIQ_LOCAL_DIR"] = str(_ISOLATED / "local")
+os.environ["XDG_CACHE_HOME"] = str(_ISOLATED / "cache")
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared"))
-GOLDEN = SHARED / "golden"
-MAKE_CHECKPOINT = SHARED / "tools" / "make_checkpoint.py"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+#: The full reference data (tokens of every image), where present: optional extra checks.
+SHARED_GOLDEN = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared")) / "golden"
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    shutil.rmtree(_ISOLATED, ignore_errors=True)
 
 
 def golden_records() -> list[dict]:
@@ -27,13 +44,15 @@ def golden_records() -> list[dict]:
 def golden() -> dict[str, dict]:
     """Golden records by file name."""
     if not GOLDEN.is_dir():
-        pytest.fail(f"golden data not found at {GOLDEN} (set MUSIQ_SHARED)")
+        pytest.fail(f"golden data not found at {GOLDEN}")
     return {r["file"]: r for r in golden_records()}
 
 
 def write_checkpoint(path: Path, *args: str) -> Path:
-    """Run ../shared/tools/make_checkpoint.py (the structure-exact official layout)."""
-    subprocess.run([sys.executable, str(MAKE_CHECKPOINT), str(path), *args], check=True)
+    """Write a structure-exact checkpoint with the golden weights (see tests/checkpoints.py;
+    ``args`` as its command line: ``--classes N``, ``--single-scale``, ``--seed N``,
+    ``--optimizer-state``)."""
+    _make_checkpoint([str(path), *args])
     return path
 
 

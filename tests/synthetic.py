@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-GOLDEN_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "golden" / "images"
+GOLDEN_IMAGES = Path(__file__).resolve().parent / "golden" / "images"
 
 #: Photos used as contents (distinct scenes; the golden set has several files per scene).
 PHOTOS = ("astronaut_512x512.png", "chelsea_451x300_q75.jpg", "coffee_600x400_q90.jpg",

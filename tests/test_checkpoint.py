@@ -160,6 +160,7 @@ def test_name_must_match_file(tmp_path, ckpt_10class, monkeypatch):
 def test_missing_named_model_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MUSIQ_CHECKPOINT_DIR", raising=False)
+    monkeypatch.delenv("MUSIQ_LOCAL_DIR", raising=False)  # ./musiq_original of tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(musiq.CheckpointNotFound) as e:
         musiq.load("spaq-single")

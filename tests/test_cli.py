@@ -20,6 +20,8 @@ MUSIQ = [sys.executable, "-m", "musiq.cli.main"]
 def musiq_cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.pop("MUSIQ_CHECKPOINT_DIR", None)
+    if cwd is not None:  # a temporary folder: its ./musiq_original is the one to search
+        e.pop("MUSIQ_LOCAL_DIR", None)
     e.update(env or {})
     return subprocess.run([*MUSIQ, *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=e, timeout=300)

@@ -22,9 +22,11 @@ REL_TOL = 1e-5
 
 @pytest.fixture(scope="module")
 def run(scorer_1class):
+    # Trimmed reference (tests/golden/tools/build_golden.py): stem maps of the first patches,
+    # and of each sequence the CLS row and 16 token rows (``_seq_rows`` of the CLS-first
+    # sequence; ``_token_rows`` of the valid tokens).
     ref = np.load(GOLDEN / "intermediates" / f"{IMAGE}__1class.npz")
-    original_tokens = np.load(GOLDEN / "tokens" / f"{IMAGE}.npz")["tokens"]
-    valid = np.nonzero(original_tokens[:, -1] == 1)[0]
+    valid = ref["_token_rows"]
     model = scorer_1class.model
     got: dict[str, torch.Tensor] = {}
     hooks = []
@@ -80,36 +82,37 @@ STEM_MAPS = ["conv_root", "gn_root", "block1__unit1__gn_proj", "block1__unit1__g
 @pytest.mark.parametrize("name", STEM_MAPS)
 def test_stem_maps(run, name):
     ref, got, _ = run
-    close(got[name][:16].transpose(0, 2, 3, 1), ref[name], name)  # NCHW -> NHWC
+    n = ref[name].shape[0]
+    close(got[name][:n].transpose(0, 2, 3, 1), ref[name], name)  # NCHW -> NHWC
 
 
 @pytest.mark.parametrize("name", ["embedding", "Transformer__posembed_input",
                                   "Transformer__scaleembed_input"])
 def test_embeddings(run, name):
     ref, got, valid = run
-    close(got[name], ref[name][0, valid], name)
+    close(got[name][valid], ref[name][0], name)
 
 
 @pytest.mark.parametrize("block", range(14))
 def test_encoder_blocks(run, block):
     ref, got, valid = run
-    rows = np.concatenate([[0], valid + 1])  # CLS, then valid slots
+    rows = np.concatenate([[0], valid + 1])  # CLS, then the kept tokens
     p = f"Transformer__encoderblock_{block}"
     for suffix in ("__LayerNorm_0", "__MultiHeadDotProductAttention_1", "__LayerNorm_2",
                    "__MlpBlock_3__Dense_0", "__MlpBlock_3", ""):
         if p + suffix in ref.files:
-            close(got[p + suffix][0], ref[p + suffix][0, rows], p + suffix)
+            close(got[p + suffix][0, rows], ref[p + suffix][0], p + suffix)
     # Detailed records (blocks 0 and 13): q, k, v, out projection and the MLP's last dense.
     qkv = got[p + "__qkv"][0].reshape(-1, 3, HEADS, HIDDEN // HEADS)
     for j, part in enumerate(("query", "key", "value")):
         key = f"{p}__MultiHeadDotProductAttention_1__{part}"
         if key in ref.files:
-            close(qkv[:, j], ref[key][0, rows], key)
+            close(qkv[rows, j], ref[key][0], key)
     for key, mine in ((p + "__MultiHeadDotProductAttention_1__out",
                        p + "__MultiHeadDotProductAttention_1"),
                       (p + "__MlpBlock_3__Dense_1", p + "__MlpBlock_3")):
         if key in ref.files:
-            close(got[mine][0], ref[key][0, rows], key)
+            close(got[mine][0, rows], ref[key][0], key)
 
 
 def test_head(run):

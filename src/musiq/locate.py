@@ -16,6 +16,15 @@ from .registry import ModelInfo
 
 ENV_DIR = "MUSIQ_CHECKPOINT_DIR"
 LOCAL_DIR = Path("musiq_original") / "checkpoints"
+#: Replaces ``./musiq_original/checkpoints`` in the search (tests point it at an empty folder,
+#: so that a user's own checkpoints never change what they see).
+ENV_LOCAL_DIR = "MUSIQ_LOCAL_DIR"
+
+
+def local_dir() -> Path:
+    """``./musiq_original/checkpoints`` (relative to the working directory) or
+    ``$MUSIQ_LOCAL_DIR``."""
+    return Path(os.environ.get(ENV_LOCAL_DIR) or LOCAL_DIR)
 
 
 def cache_dir() -> Path:
@@ -30,7 +39,7 @@ def search_dirs(checkpoint_dir: str | os.PathLike | None = None) -> list[Path]:
         dirs.append(Path(checkpoint_dir))
     if os.environ.get(ENV_DIR):
         dirs.append(Path(os.environ[ENV_DIR]))
-    dirs += [LOCAL_DIR, cache_dir()]
+    dirs += [local_dir(), cache_dir()]
     return dirs
 
 

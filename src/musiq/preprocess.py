@@ -1,6 +1,6 @@
 """The original MUSIQ preprocessing: multi-scale Gaussian resize, 32x32 patches, hashed positions.
 
-Every step reproduces TensorFlow's float32 arithmetic (``../shared/SPEC.md`` section 2), so
+Every step reproduces TensorFlow's float32 arithmetic (docs/spec.md section 2), so
 tokens equal the original's to the last bit or within float32 rounding:
 
 * pixels are normalised to [-1, 1] *before* resizing;
