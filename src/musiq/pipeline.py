@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 from .decode import ImageInput, load_image
 from .errors import ImageError
 from .preprocess import PreprocessConfig, Tokens, preprocess
+from .watchdog import exit_with_parent
 
 
 @dataclass
@@ -68,6 +69,7 @@ def prepare(index: int, image: ImageInput, options: PrepareOptions) -> Prepared:
 def _init_worker() -> None:
     # Ctrl-C is the parent's to handle (it shuts the pool down); no traceback per worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()  # no orphans after the parent is killed (kill -9)
     # Preprocessing is NumPy element-wise work: one thread per worker process.
     try:
         import torch

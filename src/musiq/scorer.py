@@ -25,7 +25,8 @@ from .errors import CheckpointError, ImageError, MusiqError
 from .model import Musiq, PackedBatch
 from .pipeline import Prepared, PrepareOptions, iter_prepared, source_name
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
-from .registry import REGISTRY, ModelInfo, get_info
+from .imagenet import class_name
+from .registry import REGISTRY, ModelInfo, canonical_name, get_info
 
 
 @dataclass
@@ -35,7 +36,8 @@ class Prediction:
     ``score``: MOS (KonIQ/SPAQ/PaQ-2-PiQ, 0-100), mean of the distribution (AVA, 1-10) or the
     top-1 probability (ImageNet, 0-1); None when the image failed, and ``error`` says why.
     ``distribution``/``std``: AVA's 10 bin probabilities (scores 1..10) and their std.
-    ``top5``: ImageNet's five best classes as ``{"class": index, "probability": p}``.
+    ``top5``: ImageNet's five best classes as ``{"class": index, "name": ILSVRC-2012 class
+    name, "probability": p, "logit": z}``.
     """
 
     source: str
@@ -76,8 +78,8 @@ def interpret(logits: np.ndarray, kind: str) -> dict:
     else:
         top = np.argsort(-z, kind="stable")[:5]
         out["score"] = float(p[top[0]])
-        out["top5"] = [{"class": int(i), "probability": float(p[i]), "logit": float(z[i])}
-                       for i in top]
+        out["top5"] = [{"class": int(i), "name": class_name(int(i), len(p)),
+                        "probability": float(p[i]), "logit": float(z[i])} for i in top]
     return out
 
 
@@ -162,6 +164,15 @@ class Scorer:
         if self.info is not None:
             return self.info.score_range
         return {"distribution": (1.0, 10.0), "imagenet": (0.0, 1.0)}.get(self.kind)
+
+    @property
+    def lower_better(self) -> bool:
+        """False: a higher score is better for every MUSIQ model (as pyiqa's flag)."""
+        return False
+
+    def __call__(self, image: ImageInput) -> float:
+        """``scorer(img)`` is :meth:`score` (pyiqa's habit)."""
+        return self.score(image)
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
@@ -291,7 +302,7 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     """
     info: ModelInfo | None = None
     text = os.fspath(model)
-    if text.lower().replace("_", "-") in REGISTRY and not Path(text).is_file():
+    if canonical_name(text) in REGISTRY and not Path(text).is_file():
         info = get_info(text)
         path = ensure_checkpoint(info, checkpoint_dir, offline=offline)
     else:
