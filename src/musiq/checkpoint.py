@@ -128,11 +128,11 @@ def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> _Hea
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        # A FIFO would block and a device (/dev/zero) never end: refused unread.
+        raise CheckpointError(f"{path}: not a regular file (a pipe or device); "
+                              "give the path of a .npz checkpoint file")
     try:
-        if path.exists() and not (path.is_file() or path.is_dir()):
-            # A FIFO would block and a device (/dev/zero) never end: refused unread.
-            raise CheckpointError(f"{path}: not a regular file (a pipe or device); "
-                                  "give the path of a .npz checkpoint file")
         return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
