@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from conftest import GOLDEN
-from musiq.checkpoint import HEADS, HIDDEN
+from musiq.architecture import OFFICIAL
+
+HEADS, HIDDEN = OFFICIAL.heads, OFFICIAL.hidden
 
 IMAGE = "chelsea_20x30_q90"
 REL_TOL = 1e-5

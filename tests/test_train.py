@@ -159,3 +159,39 @@ def test_schedule_losses_head_and_ridge():
     f = rng.normal(size=(200, 5)) + 3.0
     w, b, lam = fit_ridge(f, f @ np.array([1.0, -2, 0, 0.5, 3]) + 7.0)
     assert np.allclose(w, [1.0, -2, 0, 0.5, 3], atol=0.05) and b == pytest.approx(7, abs=0.5)
+
+
+def _cli_train(args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "musiq.cli.main", "train", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=900)
+
+
+def test_cli_train_refuses_to_overwrite_logs_cleanly_and_skips_bad_images(
+        small_set, ckpt_1class_single, tmp_path):
+    """Issue 10: an existing --output is refused without --force; a redirected stderr gets
+    epoch lines, not a progress bar; a bad image is skipped and reported; the logged learning
+    rate is the one the last step used, not 0 after the schedule's end."""
+    labels = tmp_path / "t.csv"
+    rows = (small_set / "labels.csv").read_text().splitlines()
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    labels.write_text("\n".join(rows[:5]) + f"\n{tmp_path / 'broken.jpg'},3\n")
+    out = tmp_path / "mine.npz"
+    out.write_bytes(b"precious")
+    common = ["--init", str(ckpt_1class_single), "--labels", str(labels), "--val", str(labels),
+              "--images", str(small_set), "--epochs", "1", "--output", str(out),
+              "--batch-size", "2", "--freeze-blocks", "14", "--device", "cpu",
+              "--warmup-epochs", "0"]
+    p = _cli_train(common)
+    assert p.returncode == 2, p.stderr
+    assert "exists" in p.stderr and "--force" in p.stderr and "Traceback" not in p.stderr
+    assert out.read_bytes() == b"precious"
+    p = _cli_train(common + ["--force"])
+    assert p.returncode == 0, p.stderr
+    assert "\r" not in p.stderr and "batch/s" not in p.stderr  # no progress bar in a log
+    assert "skipping" in p.stderr and "broken.jpg" in p.stderr
+    summary = json.loads(p.stdout)
+    assert [s["path"] for s in summary["skipped"]] == [str(tmp_path / "broken.jpg")]
+    lr = [float(line.split(" lr ")[1].split()[0]) for line in p.stderr.splitlines()
+          if line.startswith("epoch 1/1")]
+    assert lr and lr[0] > 0
+    assert musiq.load(out).variant.num_classes == 1

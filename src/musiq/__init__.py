@@ -4,14 +4,18 @@
     >>> scorer = musiq.load("koniq")
     >>> scorer.score("photo.jpg")
 """
+from .architecture import OFFICIAL, Architecture
 from .checkpoint import Variant, load_checkpoint, save_checkpoint
 from .decode import load_image
 from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,
                      UnsupportedFormat)
+from .factory import ModelSource, create_model
 from .model import Musiq, PackedBatch
+from .outputs import KINDS, OutputKind, output_kind
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
+from .preprocessor import Prepared, Preprocessor
 from .registry import REGISTRY, ModelInfo, get_info
-from .scorer import Prediction, Scorer, load
+from .scorer import Prediction, Scorer, ScorerOptions, load
 
 __version__ = "0.1.0"
 
@@ -39,6 +43,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Architecture", "OFFICIAL", "create_model", "ModelSource", "KINDS", "OutputKind",
+    "output_kind", "Prepared", "Preprocessor", "ScorerOptions",
     "CheckpointError", "CheckpointNotFound", "ImageError", "MULTI_SCALE", "ModelInfo", "Musiq",
     "MusiqError", "PackedBatch", "Prediction", "PreprocessConfig", "REGISTRY", "SINGLE_SCALE",
     "Scorer", "Tokens", "UnsupportedFormat", "Variant", "get_info", "load", "load_checkpoint",

@@ -11,16 +11,16 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .architecture import KIND_BY_CLASSES, OFFICIAL, Architecture  # noqa: F401
+from .architecture import parameter_shapes as architecture_shapes
 from .errors import CheckpointError
 
 PREFIX = "opt/target/"
-HIDDEN, MLP_DIM, HEADS, LAYERS, POS_GRID = 384, 1152, 6, 14, 10
-STEM, STEM_OUT, PATCH_FEATURES = 64, 256, 8 * 8 * 256
 
 #: More head outputs than this is not a MUSIQ checkpoint (and would let a crafted header ask
 #: for gigabytes): ImageNet-21k, the largest label set in use, has 21,843.
@@ -30,71 +30,14 @@ MAX_CLASSES = 100_000
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
                EOFError, ValueError, OverflowError)
 
-#: Variant names by number of head outputs.
-KIND_BY_CLASSES = {1: "mos", 10: "distribution", 1000: "imagenet"}
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What a checkpoint is, detected from its shapes.
-
-    ``num_classes``: head outputs (1 MOS, 10 AVA distribution, 1000 ImageNet);
-    ``num_scales``: 3 for multi-scale (224, 384, native), 1 for MUSIQ-single.
-    """
-
-    num_classes: int
-    num_scales: int
-
-    @property
-    def kind(self) -> str:
-        return KIND_BY_CLASSES.get(self.num_classes, "logits")
-
-    @property
-    def single_scale(self) -> bool:
-        return self.num_scales == 1
+#: What a checkpoint is: the official architecture with the head size and number of scales
+#: its shapes say (``Variant(num_classes, num_scales)``).
+Variant = Architecture
 
 
 def parameter_shapes(num_classes: int = 1, num_scales: int = 3) -> dict[str, tuple[int, ...]]:
     """Every model parameter of the official architecture (keys without ``opt/target/``)."""
-    shapes: dict[str, tuple[int, ...]] = {
-        "conv_root/kernel": (7, 7, 3, STEM),
-        "gn_root/scale": (1, 1, 1, STEM),
-        "gn_root/bias": (1, 1, 1, STEM),
-        "embedding/kernel": (PATCH_FEATURES, HIDDEN),
-        "embedding/bias": (HIDDEN,),
-        "Transformer/posembed_input/pos_embedding": (1, POS_GRID * POS_GRID, HIDDEN),
-        "Transformer/scaleembed_input/scale_embedding": (1, num_scales, HIDDEN),
-        "Transformer/cls": (1, 1, HIDDEN),
-        "Transformer/encoder_norm/scale": (HIDDEN,),
-        "Transformer/encoder_norm/bias": (HIDDEN,),
-        "head/kernel": (HIDDEN, num_classes),
-        "head/bias": (num_classes,),
-    }
-    unit = "block1/unit1/"
-    for conv, shape in (("conv_proj", (1, 1, STEM, STEM_OUT)), ("conv1", (1, 1, STEM, STEM)),
-                        ("conv2", (3, 3, STEM, STEM)), ("conv3", (1, 1, STEM, STEM_OUT))):
-        shapes[unit + conv + "/kernel"] = shape
-    for gn, ch in (("gn_proj", STEM_OUT), ("gn1", STEM), ("gn2", STEM), ("gn3", STEM_OUT)):
-        shapes[unit + gn + "/scale"] = (1, 1, 1, ch)
-        shapes[unit + gn + "/bias"] = (1, 1, 1, ch)
-    head_dim = HIDDEN // HEADS
-    for i in range(LAYERS):
-        blk = f"Transformer/encoderblock_{i}/"
-        for ln in ("LayerNorm_0", "LayerNorm_2"):
-            shapes[blk + ln + "/scale"] = (HIDDEN,)
-            shapes[blk + ln + "/bias"] = (HIDDEN,)
-        att = blk + "MultiHeadDotProductAttention_1/"
-        for proj in ("query", "key", "value"):
-            shapes[att + proj + "/kernel"] = (HIDDEN, HEADS, head_dim)
-            shapes[att + proj + "/bias"] = (HEADS, head_dim)
-        shapes[att + "out/kernel"] = (HEADS, head_dim, HIDDEN)
-        shapes[att + "out/bias"] = (HIDDEN,)
-        mlp = blk + "MlpBlock_3/"
-        shapes[mlp + "Dense_0/kernel"] = (HIDDEN, MLP_DIM)
-        shapes[mlp + "Dense_0/bias"] = (MLP_DIM,)
-        shapes[mlp + "Dense_1/kernel"] = (MLP_DIM, HIDDEN)
-        shapes[mlp + "Dense_1/bias"] = (HIDDEN,)
-    return shapes
+    return architecture_shapes(Architecture(num_classes, num_scales))
 
 
 @dataclass(frozen=True)
@@ -178,20 +121,21 @@ def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint"
     if scale is None:
         raise CheckpointError(
             f"{where}: missing key {PREFIX}Transformer/scaleembed_input/scale_embedding")
-    if len(head) != 2 or head[0] != HIDDEN or not 1 <= head[1] <= MAX_CLASSES:
+    hidden = OFFICIAL.hidden
+    if len(head) != 2 or head[0] != hidden or not 1 <= head[1] <= MAX_CLASSES:
         raise CheckpointError(
-            f"{where}: {PREFIX}head/kernel has shape {head}, expected ({HIDDEN}, classes) with "
+            f"{where}: {PREFIX}head/kernel has shape {head}, expected ({hidden}, classes) with "
             f"1 to {MAX_CLASSES:,} classes; not a MUSIQ checkpoint of this architecture")
-    if len(scale) != 3 or scale[0] != 1 or scale[2] != HIDDEN or scale[1] not in (1, 3):
+    if len(scale) != 3 or scale[0] != 1 or scale[2] != hidden or scale[1] not in (1, 3):
         raise CheckpointError(
             f"{where}: {PREFIX}Transformer/scaleembed_input/scale_embedding has shape "
-            f"{scale}, expected (1, 3, {HIDDEN}) (multi-scale) or (1, 1, {HIDDEN}) (single)")
-    return Variant(num_classes=head[1], num_scales=scale[1])
+            f"{scale}, expected (1, 3, {hidden}) (multi-scale) or (1, 1, {hidden}) (single)")
+    return replace(OFFICIAL, num_classes=head[1], num_scales=scale[1])
 
 
 def validate_shapes(shapes: dict[str, tuple[int, ...]], variant: Variant, where: str) -> None:
     """Raise naming the first missing or mis-shaped key."""
-    for key, expected in parameter_shapes(variant.num_classes, variant.num_scales).items():
+    for key, expected in architecture_shapes(variant).items():
         got = shapes.get(key)
         if got is None:
             raise CheckpointError(f"{where}: missing key {PREFIX}{key} (expected shape "
@@ -233,7 +177,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Var
     shapes = {k: h.shape for k, h in headers.items()}
     variant = detect_variant(shapes, str(path))
     validate_shapes(shapes, variant, str(path))
-    expected = parameter_shapes(variant.num_classes, variant.num_scales)
+    expected = architecture_shapes(variant)
     params = {}
     with _open_zip(path) as zf:
         for key in expected:

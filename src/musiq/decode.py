@@ -419,6 +419,20 @@ def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
     return rgb if op is None else np.ascontiguousarray(op(rgb))
 
 
+def source_name(image: object) -> str:
+    """How an input is named in results and errors: its path, or ``<bytes>``, ``<PIL image>``,
+    ``<array>`` (``<TypeName>`` for anything else) for in-memory data."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    if isinstance(image, Image.Image):
+        return "<PIL image>"
+    if isinstance(image, np.ndarray):
+        return "<array>"
+    return f"<{type(image).__name__}>"
+
+
 def load_image(
     image: ImageInput,
     *,
@@ -438,10 +452,10 @@ def load_image(
         return decode_bytes(read_bytes(image, max_file_bytes(max_pixels)), str(image),
                             max_pixels=max_pixels, exif_transpose=exif_transpose)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(image), "<bytes>", max_pixels=max_pixels,
+        return decode_bytes(bytes(image), source_name(image), max_pixels=max_pixels,
                             exif_transpose=exif_transpose)
     if isinstance(image, Image.Image):
-        src = "<PIL image>"
+        src = source_name(image)
         _check_pixels(src, image.width, image.height, max_pixels)
         try:
             rgb = _pillow_to_rgb(image, src)
@@ -452,12 +466,12 @@ def load_image(
         return _apply_orientation(rgb, _exif_orientation(image)) if exif_transpose else rgb
     if isinstance(image, np.ndarray):
         return _check_array(image, max_pixels)
-    raise ImageError(f"<{type(image).__name__}>",
+    raise ImageError(source_name(image),
                      "unsupported input type: expected a path, bytes, PIL image or uint8 array")
 
 
 def _check_array(a: np.ndarray, max_pixels: int | None) -> np.ndarray:
-    src = "<array>"
+    src = source_name(a)
     if a.dtype != np.uint8:
         raise ImageError(src, f"array dtype must be uint8 (0-255), got {a.dtype}")
     if a.ndim == 2:

@@ -1,6 +1,6 @@
 """The MUSIQ network in PyTorch, with the official parameter names mapped in.
 
-Architecture (``../shared/SPEC.md`` section 3): a per-patch ResNet stem (standardised 7x7
+Architecture (docs/spec.md section 3; sizes from :class:`musiq.architecture.Architecture`): a per-patch ResNet stem (standardised 7x7
 conv, GroupNorm, max-pool, one bottleneck unit) embeds each 32x32 patch to 384 values; hashed
 spatial and scale embeddings are added; a CLS token goes first; 14 pre-norm Transformer blocks;
 the CLS output goes through the head.
@@ -19,10 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import HEADS, HIDDEN, LAYERS, MLP_DIM, POS_GRID, STEM, STEM_OUT, Variant
+from .architecture import OFFICIAL, Architecture, OfficialParam, official_parameters
 from .preprocess import Tokens
-
-PATCH = 32
 
 
 def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -38,6 +36,7 @@ class StdConv(nn.Module):
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
+        nn.init.kaiming_normal_(self.weight)  # a random start; checkpoints overwrite it
         self.kernel, self.stride = kernel, stride
         self._cached: tuple[tuple, torch.Tensor] | None = None
 
@@ -92,18 +91,20 @@ class Bottleneck(nn.Module):
 
 
 class PatchStem(nn.Module):
-    """32x32x3 patch -> 384-d embedding."""
+    """``patch x patch x 3`` pixels -> ``hidden``-d embedding (32x32x3 -> 384 officially)."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = OFFICIAL) -> None:
         super().__init__()
-        self.conv_root = StdConv(3, STEM, 7, stride=2)
-        self.gn_root = nn.GroupNorm(32, STEM, eps=1e-6)
-        self.unit1 = Bottleneck(STEM, STEM, STEM_OUT)
-        self.embedding = nn.Linear(8 * 8 * STEM_OUT, HIDDEN)
+        self.patch = arch.patch
+        w, out = arch.stem_width, arch.stem_out
+        self.conv_root = StdConv(3, w, 7, stride=2)
+        self.gn_root = nn.GroupNorm(32, w, eps=1e-6)
+        self.unit1 = Bottleneck(w, w, out)
+        self.embedding = nn.Linear(arch.patch_features, arch.hidden)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """``patches``: ``(N, 3072)`` in (row, column, RGB) order -> ``(N, 384)``."""
-        x = patches.reshape(-1, PATCH, PATCH, 3).permute(0, 3, 1, 2)
+        """``patches``: ``(N, patch * patch * 3)`` in (row, column, RGB) order -> ``(N, hidden)``."""
+        x = patches.reshape(-1, self.patch, self.patch, 3).permute(0, 3, 1, 2)
         x = F.relu(self.gn_root(self.conv_root(x)), inplace=True)
         # 3x3/2 max-pool, TF SAME: 16 -> 8, padding (-inf) after. ceil_mode's last window
         # hangs over the end by one and ignores it: the same maxima without a padded copy.
@@ -116,26 +117,30 @@ class PatchStem(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with a fused q/k/v projection."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: int, heads: int) -> None:
         super().__init__()
-        self.qkv = nn.Linear(HIDDEN, 3 * HIDDEN)
-        self.out = nn.Linear(HIDDEN, HIDDEN)
+        self.hidden, self.heads = hidden, heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, HEADS, HIDDEN // HEADS).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.hidden // self.heads
+                                   ).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(y.transpose(1, 2).reshape(b, n, HIDDEN))
+        return self.out(y.transpose(1, 2).reshape(b, n, self.hidden))
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self) -> None:
+    """Pre-norm Transformer block: attention, then a tanh-GELU MLP, each with a residual."""
+
+    def __init__(self, hidden: int, mlp_dim: int, heads: int) -> None:
         super().__init__()
-        self.ln0 = nn.LayerNorm(HIDDEN, eps=1e-6)
-        self.attention = Attention()
-        self.ln2 = nn.LayerNorm(HIDDEN, eps=1e-6)
-        self.mlp0 = nn.Linear(HIDDEN, MLP_DIM)
-        self.mlp1 = nn.Linear(MLP_DIM, HIDDEN)
+        self.ln0 = nn.LayerNorm(hidden, eps=1e-6)
+        self.attention = Attention(hidden, heads)
+        self.ln2 = nn.LayerNorm(hidden, eps=1e-6)
+        self.mlp0 = nn.Linear(hidden, mlp_dim)
+        self.mlp1 = nn.Linear(mlp_dim, hidden)
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp1(F.gelu(self.mlp0(x), approximate="tanh"))
@@ -173,31 +178,42 @@ class PackedBatch:
 
 
 class Musiq(nn.Module):
-    """MUSIQ: packed valid tokens of B images -> ``(B, num_classes)`` logits."""
+    """MUSIQ: packed valid tokens of B images -> ``(B, num_classes)`` logits.
 
-    def __init__(self, variant: Variant, stem_chunk: int = 256) -> None:
+    ``variant``: the :class:`~musiq.architecture.Architecture` (head size, scales and every
+    other size); ``stem_chunk``: patches per stem call, which bounds the stem's memory.
+    """
+
+    def __init__(self, variant: Architecture = OFFICIAL, stem_chunk: int = 256) -> None:
         super().__init__()
-        self.variant = variant
-        self.stem = PatchStem()
-        self.pos_embedding = nn.Parameter(torch.zeros(POS_GRID * POS_GRID, HIDDEN))
-        self.scale_embedding = nn.Parameter(torch.zeros(variant.num_scales, HIDDEN))
-        self.cls = nn.Parameter(torch.zeros(HIDDEN))
-        self.blocks = nn.ModuleList(EncoderBlock() for _ in range(LAYERS))
-        self.encoder_norm = nn.LayerNorm(HIDDEN, eps=1e-6)
-        self.head = nn.Linear(HIDDEN, variant.num_classes)
-        self.stem_chunk = stem_chunk  # patches per stem call: bounds stem memory
+        a = self.variant = variant
+        self.stem = PatchStem(a)
+        self.pos_embedding = nn.Parameter(torch.zeros(a.pos_grid ** 2, a.hidden))
+        self.scale_embedding = nn.Parameter(torch.zeros(a.num_scales, a.hidden))
+        self.cls = nn.Parameter(torch.zeros(a.hidden))
+        self.blocks = nn.ModuleList(EncoderBlock(a.hidden, a.mlp_dim, a.heads)
+                                    for _ in range(a.layers))
+        self.encoder_norm = nn.LayerNorm(a.hidden, eps=1e-6)
+        self.head = nn.Linear(a.hidden, a.num_classes)
+        self.stem_chunk = stem_chunk
+        for p in (self.pos_embedding, self.scale_embedding, self.cls):
+            nn.init.normal_(p, std=0.02)  # a random start; checkpoints overwrite it
+
+    @property
+    def arch(self) -> Architecture:
+        return self.variant
 
     def embed(self, batch: PackedBatch) -> torch.Tensor:
-        """``(N, 384)`` token embeddings with position and scale added."""
+        """``(N, hidden)`` token embeddings with position and scale added."""
         parts = [self.stem(batch.patches[i:i + self.stem_chunk])
                  for i in range(0, batch.patches.shape[0], self.stem_chunk)]
         x = torch.cat(parts) if len(parts) != 1 else parts[0]
         return x + self.pos_embedding[batch.positions] + self.scale_embedding[batch.scale_ids]
 
     def encode(self, tokens: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Packed embeddings -> ``(B, 384)`` normalised CLS outputs."""
+        """Packed embeddings -> ``(B, hidden)`` normalised CLS outputs."""
         b, longest = len(lengths), max(lengths)
-        x = tokens.new_zeros(b, longest + 1, HIDDEN)
+        x = tokens.new_zeros(b, longest + 1, tokens.shape[-1])
         x[:, 0] = self.cls
         lengths_t = torch.tensor(lengths, device=tokens.device)
         slot = torch.arange(longest + 1, device=tokens.device)
@@ -217,102 +233,38 @@ class Musiq(nn.Module):
     @torch.no_grad()
     def load_official(self, params: dict[str, np.ndarray]) -> "Musiq":
         """Copy official parameters (keys without ``opt/target/``) into this module."""
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-
-        def conv(key: str) -> torch.Tensor:  # HWIO -> OIHW
-            return t(params[key]).permute(3, 2, 0, 1)
-
-        def gn(module: nn.GroupNorm, key: str) -> None:
-            module.weight.copy_(t(params[key + "/scale"]).reshape(-1))
-            module.bias.copy_(t(params[key + "/bias"]).reshape(-1))
-
-        def dense(module: nn.Linear, key: str) -> None:
-            module.weight.copy_(t(params[key + "/kernel"]).reshape(-1, module.out_features).T)
-            module.bias.copy_(t(params[key + "/bias"]).reshape(-1))
-
-        def ln(module: nn.LayerNorm, key: str) -> None:
-            module.weight.copy_(t(params[key + "/scale"]))
-            module.bias.copy_(t(params[key + "/bias"]))
-
-        s = self.stem
-        s.conv_root.weight.copy_(conv("conv_root/kernel"))
-        gn(s.gn_root, "gn_root")
-        for name in ("conv_proj", "conv1", "conv2", "conv3"):
-            getattr(s.unit1, name).weight.copy_(conv(f"block1/unit1/{name}/kernel"))
-        for name in ("gn_proj", "gn1", "gn2", "gn3"):
-            gn(getattr(s.unit1, name), f"block1/unit1/{name}")
-        dense(s.embedding, "embedding")
-        tr = "Transformer/"
-        self.pos_embedding.copy_(t(params[tr + "posembed_input/pos_embedding"])[0])
-        self.scale_embedding.copy_(t(params[tr + "scaleembed_input/scale_embedding"])[0])
-        self.cls.copy_(t(params[tr + "cls"]).reshape(-1))
-        for i, block in enumerate(self.blocks):
-            p = f"{tr}encoderblock_{i}/"
-            a = p + "MultiHeadDotProductAttention_1/"
-            ln(block.ln0, p + "LayerNorm_0")
-            ln(block.ln2, p + "LayerNorm_2")
-            block.attention.qkv.weight.copy_(torch.cat(
-                [t(params[a + f"{n}/kernel"]).reshape(HIDDEN, HIDDEN).T
-                 for n in ("query", "key", "value")]))
-            block.attention.qkv.bias.copy_(torch.cat(
-                [t(params[a + f"{n}/bias"]).reshape(-1) for n in ("query", "key", "value")]))
-            block.attention.out.weight.copy_(t(params[a + "out/kernel"]).reshape(HIDDEN, HIDDEN).T)
-            block.attention.out.bias.copy_(t(params[a + "out/bias"]))
-            dense(block.mlp0, p + "MlpBlock_3/Dense_0")
-            dense(block.mlp1, p + "MlpBlock_3/Dense_1")
-        ln(self.encoder_norm, tr + "encoder_norm")
-        dense(self.head, "head")
+        own = dict(self.named_parameters())
+        for p in official_parameters(self.variant):
+            dest = _rows(own[p.attr], p)
+            dest.copy_(_to_torch(p, params[p.key], dest.shape))
         return self
 
     @torch.no_grad()
     def official_params(self) -> dict[str, np.ndarray]:
         """The inverse of :meth:`load_official`: parameters under their official names."""
-        def n(x: torch.Tensor) -> np.ndarray:
-            return x.detach().float().cpu().numpy().copy()
+        own = dict(self.named_parameters())
+        return {p.key: _to_official(p, _rows(own[p.attr], p)) for p in
+                official_parameters(self.variant)}
 
-        out: dict[str, np.ndarray] = {}
 
-        def conv(key: str, m: StdConv) -> None:
-            out[key + "/kernel"] = n(m.weight.permute(2, 3, 1, 0))
+def _rows(t: torch.Tensor, p: OfficialParam) -> torch.Tensor:
+    return t if p.rows is None else t[p.rows[0]:p.rows[1]]
 
-        def gn(key: str, m: nn.GroupNorm) -> None:
-            out[key + "/scale"] = n(m.weight).reshape(1, 1, 1, -1)
-            out[key + "/bias"] = n(m.bias).reshape(1, 1, 1, -1)
 
-        def dense(key: str, m: nn.Linear) -> None:
-            out[key + "/kernel"], out[key + "/bias"] = n(m.weight.T), n(m.bias)
+def _to_torch(p: OfficialParam, array: np.ndarray, shape: torch.Size) -> torch.Tensor:
+    """An official array in the layout of the PyTorch parameter (of ``shape``) it fills."""
+    a = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if p.layout == "conv":  # HWIO -> OIHW
+        return a.permute(3, 2, 0, 1)
+    if p.layout == "kernel":  # (in..., out...) -> (out, in)
+        return a.reshape(shape[1], shape[0]).T
+    return a.reshape(shape)
 
-        def ln(key: str, m: nn.LayerNorm) -> None:
-            out[key + "/scale"], out[key + "/bias"] = n(m.weight), n(m.bias)
 
-        s = self.stem
-        conv("conv_root", s.conv_root)
-        gn("gn_root", s.gn_root)
-        for name in ("conv_proj", "conv1", "conv2", "conv3"):
-            conv(f"block1/unit1/{name}", getattr(s.unit1, name))
-        for name in ("gn_proj", "gn1", "gn2", "gn3"):
-            gn(f"block1/unit1/{name}", getattr(s.unit1, name))
-        dense("embedding", s.embedding)
-        tr = "Transformer/"
-        out[tr + "posembed_input/pos_embedding"] = n(self.pos_embedding)[None]
-        out[tr + "scaleembed_input/scale_embedding"] = n(self.scale_embedding)[None]
-        out[tr + "cls"] = n(self.cls).reshape(1, 1, -1)
-        hd = HIDDEN // HEADS
-        for i, block in enumerate(self.blocks):
-            p = f"{tr}encoderblock_{i}/"
-            a = p + "MultiHeadDotProductAttention_1/"
-            ln(p + "LayerNorm_0", block.ln0)
-            ln(p + "LayerNorm_2", block.ln2)
-            w = n(block.attention.qkv.weight).reshape(3, HIDDEN, HIDDEN)
-            bias = n(block.attention.qkv.bias).reshape(3, HEADS, hd)
-            for j, name in enumerate(("query", "key", "value")):
-                out[a + name + "/kernel"] = w[j].T.reshape(HIDDEN, HEADS, hd).copy()
-                out[a + name + "/bias"] = bias[j].copy()
-            out[a + "out/kernel"] = n(block.attention.out.weight.T).reshape(HEADS, hd, HIDDEN)
-            out[a + "out/bias"] = n(block.attention.out.bias)
-            for j, m in enumerate((block.mlp0, block.mlp1)):
-                dense(p + f"MlpBlock_3/Dense_{j}", m)
-        ln(tr + "encoder_norm", self.encoder_norm)
-        dense("head", self.head)
-        return out
+def _to_official(p: OfficialParam, t: torch.Tensor) -> np.ndarray:
+    t = t.detach().float().cpu()
+    if p.layout == "conv":
+        t = t.permute(2, 3, 1, 0)
+    elif p.layout == "kernel":
+        t = t.T
+    return t.reshape(p.shape).numpy().copy()

@@ -1,69 +1,24 @@
 """Decode and preprocess images ahead of the model, in this process or in worker processes.
 
-Each image becomes a :class:`Prepared`: its input index, its name, and either its tokens or
-the reason it cannot be scored. Per-image failures never stop the stream. Workers run the
-same :func:`musiq.decode.load_image` and :func:`musiq.preprocess.preprocess` as the one-image
-path; only the tokens travel back.
+Each image becomes a :class:`~musiq.preprocessor.Prepared`: its input index, its name, and
+either its tokens or the reason it cannot be scored. Per-image failures never stop the stream.
+Workers run the same :meth:`Preprocessor.prepare <musiq.preprocessor.Preprocessor.prepare>`
+as the one-image path; only the tokens travel back.
 """
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .decode import ImageInput, load_image
-from .errors import ImageError
-from .preprocess import PreprocessConfig, Tokens, preprocess
+from .decode import ImageInput, source_name
+from .preprocessor import Prepared, Preprocessor
 from .watchdog import exit_with_parent
 
-
-@dataclass
-class Prepared:
-    """One input after decoding and preprocessing: ``tokens`` or ``error`` is set."""
-
-    index: int
-    source: str
-    tokens: Tokens | None = None
-    error: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.tokens) if self.tokens is not None else 0
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """What decoding and preprocessing need (picklable, sent to workers)."""
-
-    config: PreprocessConfig
-    max_pixels: int | None
-    exif_transpose: bool
-
-
-def source_name(image: ImageInput) -> str:
-    """How an input is named in results: its path, or ``<type>`` for in-memory data."""
-    if isinstance(image, (str, os.PathLike)):
-        return str(image)
-    return f"<{type(image).__name__}>"
-
-
-def prepare(index: int, image: ImageInput, options: PrepareOptions) -> Prepared:
-    """Decode and preprocess one image; any failure becomes ``error`` (never raises)."""
-    source = source_name(image)
-    try:
-        rgb = load_image(image, max_pixels=options.max_pixels,
-                         exif_transpose=options.exif_transpose)
-        return Prepared(index, source, tokens=preprocess(rgb, options.config, source))
-    except ImageError as e:
-        return Prepared(index, source, error=e.reason)
-    except MemoryError:
-        return Prepared(index, source, error="out of memory while decoding/preprocessing")
-    except Exception as e:  # one odd file must not stop a run over thousands
-        return Prepared(index, source, error=f"{type(e).__name__}: {e}")
+__all__ = ["Prepared", "iter_prepared", "source_name"]
 
 
 def _init_worker() -> None:
@@ -78,7 +33,7 @@ def _init_worker() -> None:
         pass
 
 
-def iter_prepared(images: Iterable[ImageInput], options: PrepareOptions, *, workers: int = 0,
+def iter_prepared(images: Iterable[ImageInput], preprocessor: Preprocessor, *, workers: int = 0,
                   prefetch: int | None = None) -> Iterator[Prepared]:
     """Prepared images in input order.
 
@@ -87,7 +42,7 @@ def iter_prepared(images: Iterable[ImageInput], options: PrepareOptions, *, work
     """
     if workers <= 0:
         for i, image in enumerate(images):
-            yield prepare(i, image, options)
+            yield preprocessor.prepare(i, image)
         return
     limit = max(prefetch or 2 * workers, 1)
     ctx = multiprocessing.get_context("spawn")
@@ -103,7 +58,7 @@ def iter_prepared(images: Iterable[ImageInput], options: PrepareOptions, *, work
                 except StopIteration:
                     exhausted = True
                     break
-                inflight.append((i, image, pool.submit(prepare, i, image, options)))
+                inflight.append((i, image, pool.submit(preprocessor.prepare, i, image)))
             if not inflight:
                 return
             i, image, fut = inflight.popleft()
@@ -120,7 +75,7 @@ def iter_prepared(images: Iterable[ImageInput], options: PrepareOptions, *, work
                 retry = [(j, img) for j, img, _ in inflight]
                 inflight.clear()
                 for j, img in retry:
-                    inflight.append((j, img, pool.submit(prepare, j, img, options)))
+                    inflight.append((j, img, pool.submit(preprocessor.prepare, j, img)))
             yield result
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

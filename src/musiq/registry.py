@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import MusiqError
+from .outputs import output_kind
 
 BASE_URL = "https://storage.googleapis.com/gresearch/musiq/"
 SINGLE_DIR = "full_size_single_scale/"
@@ -33,7 +34,7 @@ class ModelInfo:
 
     @property
     def num_classes(self) -> int:
-        return {"mos": 1, "distribution": 10, "imagenet": 1000}[self.kind]
+        return output_kind(self.kind).num_classes  # type: ignore[return-value]
 
     @property
     def subdir(self) -> str:

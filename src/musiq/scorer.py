@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,16 +16,20 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import Variant, load_checkpoint
-from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image
+from .architecture import Architecture
 from .batching import Reorder, schedule
-from .download import ensure_checkpoint
-from .errors import CheckpointError, ImageError, MusiqError
+from .decode import DEFAULT_MAX_PIXELS, ImageInput, source_name
+from .errors import ImageError, MusiqError
+from .factory import ModelSource, create_model
 from .model import Musiq, PackedBatch
-from .pipeline import Prepared, PrepareOptions, iter_prepared, source_name
-from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
-from .imagenet import class_name
-from .registry import REGISTRY, ModelInfo, canonical_name, get_info
+from .outputs import interpret, output_kind
+from .pipeline import Prepared, iter_prepared
+from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens
+from .preprocessor import Preprocessor
+from .registry import ModelInfo
+
+__all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
+           "PRECISIONS"]
 
 
 @dataclass
@@ -36,8 +39,7 @@ class Prediction:
     ``score``: MOS (KonIQ/SPAQ/PaQ-2-PiQ, 0-100), mean of the distribution (AVA, 1-10) or the
     top-1 probability (ImageNet, 0-1); None when the image failed, and ``error`` says why.
     ``distribution``/``std``: AVA's 10 bin probabilities (scores 1..10) and their std.
-    ``top5``: ImageNet's five best classes as ``{"class": index, "name": ILSVRC-2012 class
-    name, "probability": p, "logit": z}``.
+    ``top5``: ImageNet's five best classes as ``{"class": index, "probability": p}``.
     """
 
     source: str
@@ -57,30 +59,6 @@ class Prediction:
         d = {"path": d.pop("source"), **d}
         return {k: v for k, v in d.items()
                 if v is not None or k in ("path", "score", "error")}
-
-
-def interpret(logits: np.ndarray, kind: str) -> dict:
-    """Score and extra outputs from one image's logits (float64 maths on float32 logits)."""
-    logits = np.asarray(logits, np.float32)
-    out: dict = {"logits": [float(v) for v in logits]}
-    if kind == "mos" or logits.shape[0] == 1:
-        out["score"] = float(logits[0])
-        return out
-    z = logits.astype(np.float64)
-    p = np.exp(z - z.max())
-    p /= p.sum()
-    if kind == "distribution":
-        bins = np.arange(1, len(p) + 1, dtype=np.float64)
-        mean = float((p * bins).sum())
-        out["score"] = mean
-        out["distribution"] = [float(v) for v in p]
-        out["std"] = float(math.sqrt(max((p * (bins - mean) ** 2).sum(), 0.0)))
-    else:
-        top = np.argsort(-z, kind="stable")[:5]
-        out["score"] = float(p[top[0]])
-        out["top5"] = [{"class": int(i), "name": class_name(int(i), len(p)),
-                        "probability": float(p[i]), "logit": float(z[i])} for i in top]
-    return out
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -111,39 +89,73 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-class Scorer:
-    """A loaded MUSIQ checkpoint, ready to score images.
+@dataclass(frozen=True)
+class ScorerOptions:
+    """How a :class:`Scorer` runs, validated when made.
 
-    Use :func:`load` to make one. ``info`` is the registry entry when the model was loaded by
-    name (None for an arbitrary file); ``variant`` is what the file's shapes say.
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available);
+    ``max_pixels``: refuse images above this many pixels, from the header (None: no limit);
+    ``exif_transpose``: apply EXIF orientation (the original does not);
+    ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
+    CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
+    ``compile``: ``torch.compile`` the patch stem (for GPUs).
     """
 
-    def __init__(self, model: Musiq, variant: Variant, *, path: Path | None = None,
-                 info: ModelInfo | None = None, device: torch.device | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
-                 max_batch_tokens: int | None = None, precision: str = "fp32",
-                 compile: bool = False) -> None:
-        self.device = device or torch.device("cpu")
+    device: str | None = "auto"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    exif_transpose: bool = False
+    max_batch_tokens: int | None = None
+    precision: str = "fp32"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"not {self.precision!r}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise MusiqError(f"max_batch_tokens must be positive, not {self.max_batch_tokens}")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise MusiqError(f"max_pixels must be positive or None, not {self.max_pixels}")
+        resolve_device(self.device)  # raises for an unknown or absent device
+
+
+class Scorer:
+    """A loaded MUSIQ network, ready to score images.
+
+    Use :func:`load` to make one. ``info`` is the registry entry when the model was loaded by
+    name (None for an arbitrary file); ``variant`` is the network's architecture (head size
+    and scales, detected from the file's shapes). Options: see :class:`ScorerOptions`; they
+    can be given as ``options=`` or as keywords.
+    """
+
+    def __init__(self, model: Musiq, variant: Architecture | None = None, *,
+                 path: Path | None = None, info: ModelInfo | None = None,
+                 options: ScorerOptions | None = None, **kwargs) -> None:
+        if options is not None and kwargs:
+            raise TypeError("give either options= or option keywords, not both")
+        if "device" in kwargs and isinstance(kwargs["device"], torch.device):
+            kwargs["device"] = str(kwargs["device"])
+        self.options = opts = options or ScorerOptions(**kwargs)
+        source: ModelSource = getattr(model, "source", None) or ModelSource()
+        self.path = path if path is not None else source.path
+        self.info = info if info is not None else source.info
+        self.variant = variant or model.variant
+        self.device = resolve_device(opts.device)
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
             # Few large stem calls: a GPU is bound by launches, not by this memory.
             self.model.stem_chunk = max(self.model.stem_chunk, 8192)
-        if compile:
+        if opts.compile:
             self.compile_stem()
-        self.variant = variant
-        self.path = path
-        self.info = info
-        self.max_pixels = max_pixels
-        self.exif_transpose = exif_transpose
+        self.output = output_kind(self.variant.kind)
+        self.preprocessor = Preprocessor(
+            SINGLE_SCALE if self.variant.single_scale else MULTI_SCALE,
+            opts.max_pixels, opts.exif_transpose)
         # Token slots per forward pass. CPU: ~1k, so that small images share passes but a
         # pass's activations stay in cache (a 1024x768 image ran 10 % faster alone than 8 per
         # pass on 2 cores); GPU: large passes to fill the device.
-        self.max_batch_tokens = max_batch_tokens or (
+        self.max_batch_tokens = opts.max_batch_tokens or (
             65536 if self.device.type == "cuda" else 1024)
-        if precision not in PRECISIONS:
-            raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                             f"not {precision!r}")
-        self.precision = precision
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
@@ -152,44 +164,53 @@ class Scorer:
 
     # -- description -------------------------------------------------------------------
     @property
+    def precision(self) -> str:
+        return self.options.precision
+
+    @property
+    def max_pixels(self) -> int | None:
+        return self.preprocessor.max_pixels
+
+    @property
+    def exif_transpose(self) -> bool:
+        return self.preprocessor.exif_transpose
+
+    @property
     def name(self) -> str:
         return self.info.name if self.info else (self.path.name if self.path else "musiq")
 
     @property
     def kind(self) -> str:
-        return self.variant.kind
+        return self.output.name
 
     @property
     def score_range(self) -> tuple[float, float] | None:
+        """The score's range in its units: 0-100 MOS, 1-10 AVA, 0-1 ImageNet (None: unknown)."""
         if self.info is not None:
-            return self.info.score_range
-        return {"distribution": (1.0, 10.0), "imagenet": (0.0, 1.0)}.get(self.kind)
+            return self.info.score_range or self.output.score_range
+        return self.output.score_range
 
     @property
     def lower_better(self) -> bool:
-        """False: a higher score is better for every MUSIQ model (as pyiqa's flag)."""
-        return False
-
-    def __call__(self, image: ImageInput) -> float:
-        """``scorer(img)`` is :meth:`score` (pyiqa's habit)."""
-        return self.score(image)
+        """False: a higher MUSIQ score means better quality (or aesthetics)."""
+        return self.output.lower_better
 
     @property
     def preprocess_config(self) -> PreprocessConfig:
-        return SINGLE_SCALE if self.variant.single_scale else MULTI_SCALE
+        return self.preprocessor.config
 
     def describe(self) -> dict:
         return {"name": self.name, "path": str(self.path) if self.path else None,
                 "kind": self.kind, "num_classes": self.variant.num_classes,
                 "single_scale": self.variant.single_scale, "score_range": self.score_range,
+                "lower_better": self.lower_better,
                 "dataset": self.info.dataset if self.info else None}
 
     # -- core steps ----------------------------------------------------------------------
     def tokens(self, image: ImageInput) -> Tokens:
-        """Decode and preprocess one image (raises :class:`ImageError`)."""
-        source = str(image) if isinstance(image, (str, os.PathLike)) else "<input>"
-        rgb = load_image(image, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
-        return preprocess(rgb, self.preprocess_config, source)
+        """Decode and preprocess one image (raises :class:`ImageError`); see
+        :attr:`preprocessor`."""
+        return self.preprocessor.tokens(image)
 
     @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
@@ -218,12 +239,16 @@ class Scorer:
     # -- public API ----------------------------------------------------------------------
     def predict(self, image: ImageInput) -> Prediction:
         """Full prediction for one image; raises :class:`ImageError` for a bad image."""
-        out = interpret(self.logits([self.tokens(image)])[0], self.kind)
+        out = self.output.interpret(self.logits([self.tokens(image)])[0])
         return Prediction(source=source_name(image), **out)
 
     def score(self, image: ImageInput) -> float:
         """The score of one image (see :class:`Prediction` for units)."""
         return self.predict(image).score  # type: ignore[return-value]
+
+    def __call__(self, image: ImageInput) -> float:
+        """``scorer(img)`` is :meth:`score` (pyiqa's habit)."""
+        return self.score(image)
 
     def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                      workers: int = 0, max_batch_tokens: int | None = None,
@@ -238,7 +263,6 @@ class Scorer:
         """
         max_tokens = max_batch_tokens or self.max_batch_tokens
         window = window or 4 * batch_size
-        options = PrepareOptions(self.preprocess_config, self.max_pixels, self.exif_transpose)
         order: Reorder[Prediction] = Reorder()
 
         def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
@@ -249,7 +273,7 @@ class Scorer:
                 else:
                     yield item
 
-        prepared = iter_prepared(images, options, workers=workers)
+        prepared = iter_prepared(images, self.preprocessor, workers=workers)
         for batch in schedule(gate(prepared), len, batch_size=batch_size,
                               max_tokens=max_tokens, window=window,
                               window_tokens=4 * max_tokens):
@@ -264,7 +288,7 @@ class Scorer:
         """One forward pass; if it fails (out of memory, say), each image alone."""
         try:
             rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
-            return [Prediction(source=item.source, **interpret(lo, self.kind))
+            return [Prediction(source=item.source, **self.output.interpret(lo))
                     for item, lo in zip(batch, rows)]
         except (RuntimeError, MemoryError) as e:
             if len(batch) > 1:
@@ -287,7 +311,7 @@ class Scorer:
 
 
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
-         device: str | torch.device | None = "cpu", offline: bool | None = None,
+         device: str | torch.device | None = "auto", offline: bool | None = None,
          **options) -> Scorer:
     """Load a checkpoint by registry name (``koniq``, ``ava``, ``spaq-single`` ...) or path.
 
@@ -296,25 +320,14 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     single or multi-scale) is detected from its shapes and must match the name. A named
     model found nowhere is downloaded first (to ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``
     or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
-    ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``,
-    ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``; ``compile``:
-    ``torch.compile`` the patch stem, for GPUs).
+    ``device``: ``auto`` (default, as the CLI: CUDA when available), ``cpu``, ``cuda[:N]``.
+    ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
+    ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
+    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs); they are checked
+    before the checkpoint is read.
     """
-    info: ModelInfo | None = None
-    text = os.fspath(model)
-    if canonical_name(text) in REGISTRY and not Path(text).is_file():
-        info = get_info(text)
-        path = ensure_checkpoint(info, checkpoint_dir, offline=offline)
-    else:
-        path = Path(text)
-        if not path.exists() and not text.endswith(".npz"):
-            get_info(text)  # raises: unknown name, listing the known ones
-    params, variant = load_checkpoint(path)
-    if info is not None and (variant.num_classes != info.num_classes
-                             or variant.single_scale != info.single_scale):
-        raise CheckpointError(
-            f"{path}: the file is not a '{info.name}' checkpoint: it has "
-            f"{variant.num_classes} output(s) and {variant.num_scales} scale(s), expected "
-            f"{info.num_classes} and {1 if info.single_scale else 3}")
-    net = Musiq(variant).load_official(params)
-    return Scorer(net, variant, path=path, info=info, device=resolve_device(device), **options)
+    if isinstance(device, torch.device):
+        device = str(device)
+    opts = ScorerOptions(device=device, **options)
+    net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
+    return Scorer(net, options=opts)

@@ -27,6 +27,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace) -> Scorer:
+    """The scorer the options describe; every option is checked before the checkpoint loads
+    (``--precision``/``--compile`` where the subcommand has them)."""
     return load(args.model, checkpoint_dir=args.checkpoint_dir, device=args.device,
                 max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
-                offline=args.offline)
+                offline=args.offline, precision=getattr(args, "precision", "fp32"),
+                compile=getattr(args, "compile", False))

@@ -15,6 +15,7 @@ from typing import IO
 import numpy as np
 
 from ..errors import MusiqError
+from ..outputs import output_kind
 from ..scorer import Prediction
 
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -44,12 +45,7 @@ def fmt_float(x: float | None) -> str:
 
 def csv_header(kind: str) -> list[str]:
     """CSV columns for a model kind (``mos``, ``distribution`` or ``imagenet``)."""
-    header = ["path", "score", "error"]
-    if kind == "distribution":
-        header += ["std"] + [f"p{i}" for i in range(1, 11)]
-    if kind == "imagenet":
-        header += [f"top{i}_class" for i in range(1, 6)]
-    return header
+    return ["path", "score", "error", *output_kind(kind).csv_columns]
 
 
 class Writer:
@@ -85,11 +81,8 @@ class CsvWriter(Writer):
 
     def render(self, p: Prediction) -> str:
         row = [csv_guard(p.source), fmt_float(p.score), csv_guard(p.error or "")]
-        if self.kind == "distribution":
-            row += [fmt_float(p.std)] + ([fmt_float(v) for v in p.distribution]
-                                         if p.distribution else [""] * 10)
-        if self.kind == "imagenet":
-            row += [t["class"] for t in p.top5] if p.top5 else [""] * 5
+        row += [fmt_float(v) if isinstance(v, float) else ("" if v is None else v)
+                for v in output_kind(self.kind).csv_values(vars(p))]
         return self._row(row)
 
 

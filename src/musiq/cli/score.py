@@ -142,9 +142,6 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     if args.threads:
         torch.set_num_threads(args.threads)
     scorer = load_from_args(args)
-    scorer.precision = args.precision
-    if args.compile:
-        scorer.compile_stem()
 
     writers = []
     skipped = 0

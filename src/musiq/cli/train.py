@@ -33,7 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="starting checkpoint: imagenet (default), koniq, ... or a .npz path")
     g.add_argument("--checkpoint-dir", metavar="DIR", help="where named checkpoints are")
     g.add_argument("--output", "-o", required=True, metavar="OUT.npz",
-                   help="the fine-tuned checkpoint (official format)")
+                   help="the fine-tuned checkpoint (official format); an existing file is "
+                        "refused unless --force")
+    g.add_argument("--force", action="store_true",
+                   help="overwrite an existing --output")
     g.add_argument("--outputs", type=int, choices=(1, 10),
                    help="head outputs: 1 (MOS) or 10 (distribution); default from the labels")
     g.add_argument("--new-head", action="store_true",
@@ -83,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-epoch checkpoints kept (newest; default 3)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run saved in the work dir")
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar (it is shown only when stderr is a terminal)")
     add_label_options(p)
     p.set_defaults(func=run)
 
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         freeze_blocks=args.freeze_blocks, device=args.device, amp=args.amp,
         workers=args.workers, cache_mb=args.cache_mb, seed=args.seed,
         max_pixels=args.max_pixels or None, work_dir=args.work_dir,
-        keep_checkpoints=args.keep_checkpoints, resume=args.resume)
+        keep_checkpoints=args.keep_checkpoints, resume=args.resume, force=args.force)
     result = Trainer(config, progress=not args.quiet).fit()
     print(json.dumps(json_safe(result.to_dict()), indent=2))
     return 0

@@ -9,14 +9,12 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from ..errors import MusiqError, UnsupportedFormat
-from ..scorer import Scorer, interpret
+from ..outputs import EXTRA_KEYS
+from ..scorer import Scorer
 from .batcher import Batcher, BatcherStopped
 from .uploads import Upload
 
 log = logging.getLogger("musiq.serve")
-
-#: Outputs of :func:`interpret` passed on to clients besides the score.
-EXTRA_KEYS = ("distribution", "std", "top5")
 
 
 @dataclass
@@ -74,7 +72,7 @@ async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
     except Exception as e:
         out.error, out.status = f"internal error in the model ({type(e).__name__})", 500
         return out
-    result = interpret(logits, scorer.kind)
+    result = scorer.output.interpret(logits)
     if not math.isfinite(result["score"]):
         out.error, out.status = "the model returned a non-finite score", 500
         return out

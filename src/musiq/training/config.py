@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..decode import DEFAULT_MAX_PIXELS
+from ..errors import MusiqError
 from ..labels import LabelColumns
+from .losses import LOSSES
 
 
 @dataclass
@@ -41,7 +43,10 @@ class TrainConfig:
     off on CPU; bf16, fp16, off), ``workers`` loader processes, ``cache_mb`` memory for
     keeping preprocessed tokens, ``seed``. Output: ``output`` the final official-format
     ``.npz`` (the epoch with the best validation SRCC); ``work_dir`` holds the per-epoch
-    checkpoints (``keep_checkpoints`` newest kept), the resume state and ``history.json``.
+    checkpoints (``keep_checkpoints`` newest kept), the resume state and ``history.json``;
+    an existing ``output`` is refused unless ``force`` (or ``resume``).
+
+    Every setting is checked when the config is made (:class:`~musiq.errors.MusiqError`).
     """
 
     labels: str | os.PathLike
@@ -78,6 +83,34 @@ class TrainConfig:
     work_dir: str | os.PathLike | None = None
     keep_checkpoints: int = 3
     resume: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {"head_init": ("zero", "probe"), "amp": ("auto", "bf16", "fp16", "off"),
+                   "loss": ("auto", *LOSSES)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MusiqError(f"{name} must be one of {', '.join(allowed)}, "
+                                 f"not {getattr(self, name)!r}")
+        positive = ("epochs", "batch_size", "accumulate", "keep_checkpoints")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise MusiqError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.outputs is not None and self.outputs < 1:
+            raise MusiqError(f"outputs must be positive, not {self.outputs}")
+        if self.lr <= 0 or self.emd_r <= 0:
+            raise MusiqError("lr and emd_r must be positive")
+        if self.workers < 0 or self.cache_mb < 0 or self.freeze_blocks < 0:
+            raise MusiqError("workers, cache_mb and freeze_blocks must not be negative")
+        if self.max_native_tokens == 0 or self.max_native_tokens < -1:
+            raise MusiqError("max_native_tokens must be positive or -1 (all)")
+
+    def check_output(self) -> None:
+        """Refuse to overwrite an existing output unless ``force`` or ``resume``."""
+        out = Path(self.output)
+        if out.exists() and not (self.force or self.resume):
+            raise MusiqError(f"{out} exists; refusing to overwrite it (use --force, or "
+                             "another --output)")
 
     def resolved_work_dir(self) -> Path:
         if self.work_dir is not None:

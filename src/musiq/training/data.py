@@ -5,6 +5,8 @@ patches and hashed positions are those of the mirrored image. Whether image ``i`
 in epoch ``e`` depends only on ``(seed, e, i)``, so runs (and resumed runs) are repeatable
 whatever the number of loader workers. Tokens can be kept in memory up to a byte budget:
 with flips there are only two variants of each image, so small sets are preprocessed once.
+An image that cannot be decoded becomes an example with ``error`` set; :func:`collate`
+leaves it out of the batch and reports it in :attr:`Batch.skipped`.
 """
 from __future__ import annotations
 
@@ -14,20 +16,22 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..decode import DEFAULT_MAX_PIXELS, load_image
+from ..errors import ImageError
 from ..labels import LabelItem
 from ..model import PackedBatch
-from ..preprocess import PreprocessConfig, Tokens, preprocess
+from ..preprocess import Tokens
+from ..preprocessor import Preprocessor
 
 
 @dataclass
 class Example:
     """One model input: tokens, the target (``(1,)`` MOS or ``(K,)`` distribution) and
-    the index of its label row."""
+    the index of its label row; ``tokens`` is None and ``error`` says why for a bad image."""
 
-    tokens: Tokens
+    tokens: Tokens | None
     target: np.ndarray
     index: int
+    error: str | None = None
 
 
 class TokenCache:
@@ -52,15 +56,15 @@ class LabelledImages(Dataset):
     """``dataset[(i, flipped)]`` -> :class:`Example` for label row ``i``.
 
     ``target``: ``"mos"`` (the row's MOS) or ``"distribution"`` (its normalised bins).
-    ``config``: preprocessing (for training, with ``max_seq_len_from_original_res`` set).
+    ``preprocessor``: decoding and preprocessing (for training, with
+    ``max_seq_len_from_original_res`` set).
     """
 
-    def __init__(self, items: list[LabelItem], config: PreprocessConfig, target: str, *,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, cache_bytes: int = 0) -> None:
+    def __init__(self, items: list[LabelItem], preprocessor: Preprocessor, target: str, *,
+                 cache_bytes: int = 0) -> None:
         self.items = items
-        self.config = config
+        self.preprocessor = preprocessor
         self.target = target
-        self.max_pixels = max_pixels
         self.cache = TokenCache(cache_bytes)
 
     def __len__(self) -> int:
@@ -76,16 +80,21 @@ class LabelledImages(Dataset):
         tok = self.cache.get((i, flipped))
         if tok is None:
             path = self.items[i].path
-            rgb = load_image(path, max_pixels=self.max_pixels)
+            rgb = self.preprocessor.pixels(path)
             if flipped:
                 rgb = np.ascontiguousarray(rgb[:, ::-1])
-            tok = preprocess(rgb, self.config, str(path))
+            tok = self.preprocessor.tokens_of_pixels(rgb, str(path))
             self.cache.put((i, flipped), tok)
         return tok
 
     def __getitem__(self, key: tuple[int, bool]) -> Example:
         i, flipped = key
-        return Example(self.tokens(i, flipped), self.target_of(i), i)
+        try:
+            return Example(self.tokens(i, flipped), self.target_of(i), i)
+        except ImageError as e:
+            return Example(None, self.target_of(i), i, error=e.reason)
+        except MemoryError:
+            return Example(None, self.target_of(i), i, error="out of memory while decoding")
 
 
 class EpochView(Dataset):
@@ -111,14 +120,20 @@ def epoch_order(n: int, epoch: int, seed: int, flip: bool) -> list[tuple[int, bo
 
 @dataclass
 class Batch:
-    """Packed tokens of several images, their targets ``(B, 1|K)`` and label-row indices."""
+    """Packed tokens of several images, their targets ``(B, 1|K)`` and label-row indices;
+    ``inputs`` is None when every image of the batch failed. ``skipped``: ``(label-row index,
+    reason)`` of the images left out."""
 
-    inputs: PackedBatch
+    inputs: PackedBatch | None
     targets: torch.Tensor
     indices: list[int]
+    skipped: list[tuple[int, str]]
 
 
 def collate(examples: list[Example]) -> Batch:
-    packed = PackedBatch.from_tokens([e.tokens for e in examples])
-    targets = torch.from_numpy(np.stack([e.target for e in examples]))
-    return Batch(packed, targets, [e.index for e in examples])
+    good = [e for e in examples if e.tokens is not None]
+    skipped = [(e.index, e.error or "unreadable") for e in examples if e.tokens is None]
+    packed = PackedBatch.from_tokens([e.tokens for e in good]) if good else None
+    targets = (torch.from_numpy(np.stack([e.target for e in good])) if good
+               else torch.zeros(0))
+    return Batch(packed, targets, [e.index for e in good], skipped)

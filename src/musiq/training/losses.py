@@ -25,4 +25,20 @@ def emd_loss(logits: torch.Tensor, target: torch.Tensor, r: float = 2.0) -> torc
     return ((d ** r).mean(dim=-1) + 1e-12).pow(1.0 / r).mean()
 
 
-LOSSES = ("l1", "l2", "emd")
+#: Loss name -> function ``(logits, targets, scale_or_r) -> scalar``; what the trainer uses.
+LOSSES = {"l1": l1_loss, "l2": l2_loss, "emd": emd_loss}
+#: Which output each loss fits: one value (a MOS) or a distribution.
+LOSS_TARGET = {"l1": "mos", "l2": "mos", "emd": "distribution"}
+
+
+def loss_for(name: str, target: str) -> str:
+    """The loss to use: ``auto`` is l2 for a MOS and emd for a distribution; an unknown name
+    or one that does not fit ``target`` raises ValueError."""
+    if name == "auto":
+        return "l2" if target == "mos" else "emd"
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}: use auto, {', '.join(LOSSES)}")
+    if LOSS_TARGET[name] != target:
+        raise ValueError(f"loss '{name}' does not fit a {target} head: use l1/l2 for one "
+                         "output (MOS) and emd for a distribution")
+    return name

@@ -6,22 +6,21 @@
     >>> result.best["srcc"], result.output
     >>> musiq.load("mine.npz").score("photo.jpg")       # the fine-tuned model
 
-The run loads ``init`` through :func:`musiq.load`, replaces the head when the number of
-outputs changes, trains :class:`musiq.Musiq` on tokens from :func:`musiq.preprocess`, scores
-the validation set after every epoch and keeps the epoch with the best SRCC. Every epoch
-writes ``work_dir/epoch_NNN.npz`` (official format) and ``work_dir/state.pt`` (model,
-optimizer, schedule, history) from which ``resume=True`` continues exactly.
+The run makes the network with :func:`musiq.create_model` from ``init``, replaces the head
+when the number of outputs changes, trains it on tokens from a
+:class:`~musiq.preprocessor.Preprocessor`, scores the validation set after every epoch
+(:mod:`.validation`) and keeps the epoch with the best SRCC. The run's files (per-epoch
+checkpoints, the resume state from which ``resume=True`` continues exactly) are kept by
+:mod:`.checkpointing`. Images that cannot be read are skipped and reported, never fatal.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
-import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -31,20 +30,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import Variant, load_checkpoint, save_checkpoint
 from ..errors import MusiqError
+from ..preprocess import MULTI_SCALE, SINGLE_SCALE
+from ..factory import create_model
 from ..labels import LabelItem, read_labels
-from ..metrics import emd, krcc, plcc, srcc
 from ..model import Musiq
-from ..scorer import Scorer, interpret, load, resolve_device
+from ..outputs import output_kind
+from ..preprocessor import Preprocessor
+from ..scorer import Scorer, resolve_device
+from .checkpointing import RunFiles
 from .config import TrainConfig
 from .data import Batch, EpochView, LabelledImages, collate, epoch_order
 from .head import ScaledHead
-from .losses import emd_loss, l1_loss, l2_loss
+from .losses import LOSSES, loss_for
 from .probe import fit_ridge
 from .schedule import warmup_cosine
-
-HIDDEN = 384
+from .validation import Validator
 
 
 @dataclass
@@ -55,18 +56,20 @@ class TrainResult:
     every prediction equal); ``best``: those of the chosen epoch (``epoch``, ``srcc``,
     ``plcc``, ``krcc``, ``rmse``, ``emd`` for distributions, ``loss``); ``history``: one
     dict per epoch; ``predictions``: validation scores of the chosen model, in label-file
-    order; ``output``: the written checkpoint.
+    order (None for an image that could not be read); ``output``: the written checkpoint;
+    ``skipped``: images left out because they could not be read (``path``, ``reason``).
     """
 
     output: Path
     initial: dict
     best: dict
     history: list[dict] = field(default_factory=list)
-    predictions: list[float] = field(default_factory=list)
+    predictions: list[float | None] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"output": str(self.output), "initial": self.initial, "best": self.best,
-                "history": self.history}
+                "history": self.history, "skipped": self.skipped}
 
 
 def _stderr(msg: str) -> None:
@@ -86,14 +89,16 @@ class Trainer:
     """One fine-tuning run (see :class:`TrainConfig` for every setting).
 
     ``log`` receives one line per epoch (default: stderr); ``progress`` shows a per-batch
-    bar with the running loss on stderr.
+    bar with the running loss on stderr when stderr is a terminal (None: only then; a
+    redirected log gets the epoch lines alone).
     """
 
     def __init__(self, config: TrainConfig, *, log: Callable[[str], None] | None = _stderr,
-                 progress: bool = True) -> None:
+                 progress: bool | None = True) -> None:
         self.config = c = config
+        c.check_output()
         self.log = log or (lambda msg: None)
-        self.progress = progress
+        self.progress = bool(progress) and sys.stderr.isatty()
         self.device = resolve_device(c.device)
         torch.manual_seed(c.seed)
         self.train_items = read_labels(c.labels, c.images, c.columns)
@@ -103,22 +108,23 @@ class Trainer:
             _missing(self.val_items, "validation", c.val)
 
         has_dist = all(it.distribution is not None for it in self.train_items)
-        scorer = load(c.init, checkpoint_dir=c.checkpoint_dir, device="cpu")
+        net = create_model(c.init, checkpoint_dir=c.checkpoint_dir)
         outputs = c.outputs or (len(self.train_items[0].distribution) if has_dist else 1)
         if outputs != 1 and not has_dist:
             raise MusiqError(f"{c.labels}: {outputs} outputs need distribution labels "
                              "(--dist-columns or --label-format ava)")
         self.target = "mos" if outputs == 1 else "distribution"
-        self.kind = "mos" if outputs == 1 else "distribution"
-        self.loss_name = c.loss if c.loss != "auto" else ("l2" if outputs == 1 else "emd")
-        if (self.loss_name == "emd") != (self.target == "distribution"):
-            raise MusiqError(f"loss '{self.loss_name}' does not fit {outputs} output(s): use "
-                             "l1/l2 for one output (MOS) and emd for a distribution")
+        self.output_kind = output_kind("mos" if outputs == 1 else "distribution")
+        try:
+            self.loss_name = loss_for(c.loss, self.target)
+        except ValueError as e:
+            raise MusiqError(f"{e} ({outputs} output(s))") from None
+        self.loss_fn = LOSSES[self.loss_name]
         mos = np.array([it.mos for it in self.train_items], np.float64)
         self.loss_scale = float(mos.std()) or 1.0
 
-        self.model: Musiq = scorer.model.train()
-        self.initialised_from = scorer.name
+        self.model: Musiq = net.train()
+        self.initialised_from = net.source.name
         self.head_is_new = c.new_head or self.model.variant.num_classes != outputs
         if self.head_is_new:
             self._new_head(outputs)
@@ -126,16 +132,17 @@ class Trainer:
         self._freeze()
         self.model.to(self.device)
 
-        pp = scorer.preprocess_config
-        self.eval_pp = pp
-        self.train_pp = replace(pp, max_seq_len_from_original_res=c.max_native_tokens)
+        eval_pp = Preprocessor(SINGLE_SCALE if net.variant.single_scale else MULTI_SCALE,
+                               max_pixels=c.max_pixels)
+        train_pp = eval_pp.with_config(max_seq_len_from_original_res=c.max_native_tokens)
         budget = int(c.cache_mb) * 2 ** 20
-        self.train_set = LabelledImages(self.train_items, self.train_pp, self.target,
-                                        max_pixels=c.max_pixels, cache_bytes=budget // 2)
-        self.val_set = LabelledImages(self.val_items, self.eval_pp, self.target,
-                                      max_pixels=c.max_pixels, cache_bytes=budget // 2)
-        if c.head_init not in ("zero", "probe"):
-            raise MusiqError(f"head_init must be 'zero' or 'probe', not '{c.head_init}'")
+        self.train_set = LabelledImages(self.train_items, train_pp, self.target,
+                                        cache_bytes=budget // 2)
+        self.val_set = LabelledImages(self.val_items, eval_pp, self.target,
+                                      cache_bytes=budget // 2)
+        self.validator = Validator(self.val_set, self.output_kind, batch_size=c.batch_size,
+                                   emd_r=c.emd_r, device=self.device)
+        self.skipped: dict[str, str] = {}
         self.probe_lambda: float | None = None
         if c.head_init == "probe" and self.head_is_new and not c.resume:
             self._probe_head()
@@ -150,12 +157,11 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: warmup_cosine(s, self.total_steps, warmup))
         amp = c.amp if c.amp != "auto" else ("bf16" if self.device.type == "cuda" else "off")
-        if amp not in ("bf16", "fp16", "off"):
-            raise MusiqError(f"amp must be auto, bf16, fp16 or off, not '{c.amp}'")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
 
         self.work_dir = c.resolved_work_dir()
+        self.files = RunFiles(self.work_dir, c.keep_checkpoints)
         self.epoch = 0
         self.history: list[dict] = []
         self.initial: dict = {}
@@ -168,7 +174,7 @@ class Trainer:
     def _new_head(self, outputs: int) -> None:
         """A fresh head: zero weights, bias at the training labels' mean (MOS) or the log of
         their mean distribution, so training starts from the best constant prediction."""
-        head = nn.Linear(HIDDEN, outputs)
+        head = nn.Linear(self.model.variant.hidden, outputs)
         with torch.no_grad():
             head.weight.zero_()
             if outputs == 1:
@@ -177,7 +183,7 @@ class Trainer:
                 mean = np.mean([it.distribution for it in self.train_items], axis=0)
                 head.bias.copy_(torch.from_numpy(np.log(np.maximum(mean, 1e-6))).float())
         self.model.head = head
-        self.model.variant = Variant(outputs, self.model.variant.num_scales)
+        self.model.variant = self.model.variant.with_head(outputs)
 
     @torch.no_grad()
     def _probe_head(self) -> None:
@@ -186,17 +192,24 @@ class Trainer:
         if self.target != "mos":
             return
         self.model.eval()
-        feats = []
+        feats, rows = [], []
         bs = self.config.batch_size
         for lo in range(0, len(self.train_set), bs):
             batch = collate([self.train_set[(i, False)]
                              for i in range(lo, min(lo + bs, len(self.train_set)))])
+            self._note_skipped(batch, self.train_items)
+            if batch.inputs is None:
+                continue
             inputs = batch.inputs.to(self.device)
             feats.append(self.model.encode(self.model.embed(inputs), inputs.lengths)
                          .float().cpu().numpy())
+            rows += batch.indices
         self.model.train()
+        if len(rows) < 2:
+            return
         head: ScaledHead = self.model.head
-        z = (np.array([it.mos for it in self.train_items]) - float(head.mean)) / float(head.std)
+        mos = np.array([self.train_items[i].mos for i in rows])
+        z = (mos - float(head.mean)) / float(head.std)
         w, b, self.probe_lambda = fit_ridge(np.concatenate(feats), z)
         head.linear.weight.copy_(torch.from_numpy(w).float()[None])
         head.linear.bias.fill_(b)
@@ -236,41 +249,29 @@ class Trainer:
                 block.requires_grad_(False)
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
-    def validate(self) -> tuple[dict, list[float]]:
+    def validate(self) -> tuple[dict, list[float | None]]:
         """Validation metrics (float32, all native tokens) and the scores in file order."""
-        if not self.val_items:
-            return {}, []
-        self.model.eval()
-        scores, dists = [], []
-        bs = self.config.batch_size
-        for lo in range(0, len(self.val_set), bs):
-            batch = collate([self.val_set[(i, False)]
-                             for i in range(lo, min(lo + bs, len(self.val_set)))])
-            logits = self.model(batch.inputs.to(self.device)).float().cpu().numpy()
-            for row in logits:
-                out = interpret(row, self.kind)
-                scores.append(out["score"])
-                dists.append(out.get("distribution"))
-        self.model.train()
-        pred = np.array(scores)
-        label = np.array([it.mos for it in self.val_items])
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant predictions (a new zero head)
-            m = {"srcc": srcc(pred, label), "plcc": plcc(pred, label),
-                 "krcc": krcc(pred, label), "rmse": float(np.sqrt(np.mean((pred - label) ** 2)))}
-        if self.target == "distribution":
-            m["emd"] = float(emd(np.array(dists), np.array(
-                [it.distribution for it in self.val_items]), self.config.emd_r).mean())
-        return m, [float(s) for s in scores]
+        metrics, scores, skipped = self.validator.run(self.model)
+        for i, reason in skipped:
+            self._skip(self.val_items[i], reason)
+        return metrics, scores
+
+    def _note_skipped(self, batch: Batch, items: list[LabelItem]) -> None:
+        for i, reason in batch.skipped:
+            self._skip(items[i], reason)
+
+    def _skip(self, item: LabelItem, reason: str) -> None:
+        key = str(item.path)
+        if key not in self.skipped:
+            self.skipped[key] = reason
+            self.log(f"skipping {key} (line {item.line}): {reason}")
 
     # -- training ----------------------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        if self.loss_name == "emd":
-            return emd_loss(logits, targets, self.config.emd_r)
-        fn = l1_loss if self.loss_name == "l1" else l2_loss
-        return fn(logits, targets.reshape(-1), self.loss_scale)
+        if self.target == "distribution":
+            return self.loss_fn(logits, targets, self.config.emd_r)
+        return self.loss_fn(logits, targets.reshape(-1), self.loss_scale)
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training set; returns ``loss`` (mean per batch) and timing."""
@@ -283,12 +284,18 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         losses = []
+        lr = float(self.scheduler.get_last_lr()[0])
         t0 = time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}/{c.epochs}", unit="batch", leave=False,
                    disable=not self.progress, file=sys.stderr)
         n_batches = len(loader)
         for k, batch in enumerate(bar):
             batch: Batch
+            self._note_skipped(batch, self.train_items)
+            if batch.inputs is None:
+                if (k + 1) % c.accumulate == 0 or k + 1 == n_batches:
+                    self.scheduler.step()  # keep the schedule's length fixed
+                continue
             with autocast:
                 logits = self.model(batch.inputs.to(self.device))
             loss = self._loss(logits, batch.targets.to(self.device))
@@ -302,13 +309,14 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
+                lr = float(self.scheduler.get_last_lr()[0])  # the rate this step used
                 self.scheduler.step()
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         bar.close()
         seconds = time.perf_counter() - t0
-        return {"loss": float(np.mean(losses)), "seconds": seconds,
+        return {"loss": float(np.mean(losses)) if losses else float("nan"), "seconds": seconds,
                 "images_per_s": len(order) / seconds if seconds > 0 else None,
-                "lr": float(self.scheduler.get_last_lr()[0])}
+                "lr": lr}
 
     def fit(self, stop_after: int | None = None) -> TrainResult | None:
         """Train the remaining epochs, validate after each, write the output checkpoint.
@@ -317,7 +325,6 @@ class Trainer:
         None); ``resume=True`` continues later exactly as if never stopped.
         """
         c = self.config
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.epoch == 0:
             self.initial, preds = self.validate()
             if self.initial:
@@ -350,22 +357,19 @@ class Trainer:
         return self._finish()
 
     def _finish(self) -> TrainResult:
-        best_file = self.work_dir / "best.npz"
-        params, _ = load_checkpoint(best_file)
+        params = self.files.best_params()
         if isinstance(self.model.head, ScaledHead):
             self.model.head = self.model.head.folded()
         self.model.load_official(params)
-        out = Path(self.config.output)
-        if out.parent != Path(""):
-            out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".partial")
-        shutil.copyfile(best_file, tmp)
-        os.replace(tmp, out)
-        result = TrainResult(out, self.initial, self.best, self.history, self.best_predictions)
+        out = self.files.publish(self.config.output)
+        skipped = [{"path": p, "reason": r} for p, r in self.skipped.items()]
+        result = TrainResult(out, self.initial, self.best, self.history, self.best_predictions,
+                             skipped)
         _write_json(self.work_dir / "history.json",
                     {"config": self.config.to_dict(), **result.to_dict()})
         self.log(f"wrote {out} (epoch {self.best.get('epoch')}"
-                 + (f", val SRCC {_f(self.best['srcc'])}" if "srcc" in self.best else "") + ")")
+                 + (f", val SRCC {_f(self.best['srcc'])}" if "srcc" in self.best else "") + ")"
+                 + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))
         return result
 
     def scorer(self, **options) -> Scorer:
@@ -374,36 +378,26 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _save_epoch(self, improved: bool) -> None:
-        c = self.config
-        path = save_checkpoint(self.work_dir / f"epoch_{self.epoch:03d}.npz",
-                               self.official_params())
-        if improved:
-            shutil.copyfile(path, self.work_dir / "best.npz.partial")
-            os.replace(self.work_dir / "best.npz.partial", self.work_dir / "best.npz")
-        old = sorted(self.work_dir.glob("epoch_*.npz"))
-        for p in old[:max(len(old) - max(c.keep_checkpoints, 1), 0)]:
-            p.unlink()
         state = {"epoch": self.epoch, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                  "history": json.dumps({"history": self.history, "initial": self.initial,
                                         "best": self.best,
-                                        "best_predictions": self.best_predictions})}
-        tmp = self.work_dir / "state.pt.partial"
-        torch.save(state, tmp)
-        os.replace(tmp, self.work_dir / "state.pt")
+                                        "best_predictions": self.best_predictions,
+                                        "skipped": self.skipped})}
+        self.files.save_epoch(self.epoch, self.official_params(), state, improved)
         self.model.train()
 
     def _load_state(self) -> None:
-        path = self.work_dir / "state.pt"
-        if not path.is_file():
+        state = self.files.load_state()
+        if state is None:
             self.log(f"nothing to resume in {self.work_dir}; starting from {self.config.init}")
             return
-        state = torch.load(path, map_location="cpu", weights_only=True)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
-            raise MusiqError(f"{path}: does not fit this model/configuration ({e})") from None
+            raise MusiqError(f"{self.files.state}: does not fit this model/configuration "
+                             f"({e})") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -411,7 +405,8 @@ class Trainer:
         saved = json.loads(state["history"])
         self.history, self.initial, self.best = saved["history"], saved["initial"], saved["best"]
         self.best_predictions = saved["best_predictions"]
-        self.log(f"resumed from {path} after epoch {self.epoch}")
+        self.skipped = saved.get("skipped", {})
+        self.log(f"resumed from {self.files.state} after epoch {self.epoch}")
 
 
 def _better(new: float, old: float) -> bool:
