@@ -1,6 +1,8 @@
 """Write predictions as they arrive: table, JSON array, JSON lines, CSV, or the seed's line.
 
 Every writer flushes after each row, so results already written survive a crash or Ctrl-C.
+Output files (:func:`open_output`) are locked while a run writes them, and ``--resume``
+removes a row a crash cut short, exactly (CSV records may hold quoted newlines).
 Columns depend only on the model's kind (known before the first image), never on the data.
 """
 from __future__ import annotations
@@ -167,16 +169,18 @@ def file_format(path: str) -> str:
     return FILE_FORMATS[ext]
 
 
-def _complete_csv_records(text: str) -> int:
-    """Length of the longest prefix of ``text`` made of whole CSV records: a record ends at
-    a newline outside quotes (a quoted file name may hold newlines)."""
-    end, quoted = 0, False
+def csv_records(text: str) -> tuple[list[str], int]:
+    """Whole CSV records of ``text`` (each with its newline) and the length they cover: a
+    record ends at a newline outside quotes (a quoted file name may hold newlines), so a
+    record cut anywhere, even inside a quoted name, is left out."""
+    records, start, quoted = [], 0, False
     for i, ch in enumerate(text):
         if ch == '"':
             quoted = not quoted
         elif ch == "\n" and not quoted:
-            end = i + 1
-    return end
+            records.append(text[start:i + 1])
+            start = i + 1
+    return records, start
 
 
 @dataclass
@@ -280,7 +284,10 @@ def _read_rows(out: OutputFile) -> None:
     f = out.file
     f.seek(0)
     text = f.read()
-    keep = _complete_csv_records(text) if out.fmt == "csv" else text.rfind("\n") + 1
+    if out.fmt == "csv":
+        records, keep = csv_records(text)
+    else:
+        keep = text.rfind("\n") + 1
     if keep < len(text):  # a row cut by a crash: removed, appending goes on cleanly
         text = text[:keep]
         f.seek(0)
@@ -296,14 +303,6 @@ def _read_rows(out: OutputFile) -> None:
                     raise MusiqError(f"--resume: {out.path} line {n} is not a result "
                                      "row") from None
         return
-    records, start = [], 0
-    quoted = False
-    for i, ch in enumerate(text):  # split into records, keeping each one's exact text
-        if ch == '"':
-            quoted = not quoted
-        elif ch == "\n" and not quoted:
-            records.append(text[start:i + 1])
-            start = i + 1
     if not records:
         return
     out.header = next(csv.reader(io.StringIO(records[0])))
