@@ -150,15 +150,16 @@ def resolved(path: str) -> str:
 def read_list(path: str) -> list[str]:
     """Paths from a text file, one a line (``-`` reads standard input); blank lines skipped.
 
-    The list itself must be a regular file (or ``-``), read as UTF-8 with undecodable bytes
-    kept (as the OS gives file names)."""
+    The list may be a pipe (``--files-from <(find ...)``); it is read as UTF-8 with
+    undecodable bytes kept, as the OS gives file names."""
     if path == "-":
-        text = sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)
+        text = (stream.read().decode("utf-8", "surrogateescape") if stream is not None
+                else sys.stdin.read())
     else:
-        from ..decode import read_bytes
-        from ..errors import ImageError
         try:
-            text = read_bytes(path, 256 * 2**20).decode("utf-8", "surrogateescape")
-        except ImageError as e:
-            raise MusiqError(f"--files-from {e.source}: {e.reason}") from None
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+        except OSError as e:
+            raise MusiqError(f"--files-from {path}: cannot read ({e.strerror or e})") from None
     return [line.strip() for line in text.splitlines() if line.strip()]
