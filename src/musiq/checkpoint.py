@@ -60,13 +60,21 @@ def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> _Hea
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             offset = f.tell()
     except _ZIP_ERRORS as e:
-        raise CheckpointError(f"{where}: invalid array header ({e})") from None
+        reason = str(e)
+        if "allow_pickle" in reason or "max_header_size" in reason:
+            # numpy's advice to trust the file (allow_pickle=True) is never ours to give.
+            reason = "the header is too large to be read safely"
+        raise CheckpointError(f"{where}: invalid array header ({reason})") from None
     if any(d < 0 for d in shape):
         raise CheckpointError(f"{where}: invalid array header (negative shape {shape})")
     return _Header(info, tuple(int(d) for d in shape), bool(fortran), dtype, offset)
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        # A FIFO would block and a device (/dev/zero) never end: refused unread.
+        raise CheckpointError(f"{path}: not a regular file (a pipe or device); "
+                              "give the path of a .npz checkpoint file")
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
@@ -28,10 +29,25 @@ import simplejpeg
 from PIL import Image
 
 from .errors import ImageError, UnsupportedFormat
-from .sniff import header_size, png_shortfall, sniff
+from .sniff import header_size, jpeg_scan_count, png_shortfall, sniff, strip_png_metadata
 
-#: Default refusal threshold, in pixels (width x height), checked from the header.
-DEFAULT_MAX_PIXELS = 100_000_000
+#: Default refusal threshold, in pixels (width x height), checked from the header. The cost
+#: of an image is its native-scale sequence (one token per 32x32 patch, attention over all of
+#: them): 50 MP (~49,000 tokens) covers every camera up to 50 MP and costs about a quarter
+#: of what the former 100 MP default allowed (over 30 min on 2 CPU cores). docs/inputs.md.
+DEFAULT_MAX_PIXELS = 50_000_000
+#: Densest encoding read (16-bit RGBA, uncompressed): a file above ``8 * max_pixels`` bytes
+#: (plus slack for metadata) cannot be an image within the limit; it is refused unread.
+BYTES_PER_PIXEL_BOUND = 8
+FILE_SLACK_BYTES = 16 * 2**20
+#: A JPEG of more than 4 MP claiming more pixels per byte of file than this is refused:
+#: Huffman coding spends at least ~4 bits per 8x8 block (~128 pixels per byte for flat grey,
+#: fewer for colour), so only a crafted header or a cut file gets near it.
+JPEG_MAX_PIXELS_PER_BYTE = 1024
+JPEG_RATIO_MIN_PIXELS = 4_000_000
+#: Scans of a progressive JPEG at most (ordinary files have up to ~12; each scan re-reads the
+#: whole coefficient buffer, so thousands of scans make a small file take minutes).
+JPEG_MAX_SCANS = 256
 #: Side of the model's patches; thin images are limited by their padded patch grid.
 PATCH = 32
 #: A native patch grid may hold at most ``max_pixels / PATCH_BUDGET_DIVISOR`` patches: twice
@@ -46,17 +62,64 @@ PILLOW_FORMATS = ("PNG", "GIF", "WEBP", "TIFF", "BMP")
 _JPEG_TRUNCATED = "Premature end of JPEG file"
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file, turning OS errors into :class:`ImageError` naming the file."""
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """Largest file read for ``max_pixels`` (None: no limit), in bytes."""
+    if max_pixels is None:
+        return None
+    return BYTES_PER_PIXEL_BOUND * max_pixels + FILE_SLACK_BYTES
+
+
+def read_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """Read a regular file of at most ``max_bytes`` bytes (None: any size).
+
+    Only regular files are read: a FIFO, socket or device (``/dev/zero``) would block or
+    never end, so it is refused without reading (it is opened non-blocking, which never
+    waits for a writer). OS errors become :class:`ImageError` naming the file.
+    """
+    source = str(path)
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_BINARY", 0))
     except IsADirectoryError:
-        raise ImageError(str(path), "is a directory, not an image file") from None
+        raise ImageError(source, "is a directory, not an image file") from None
     except FileNotFoundError:
-        raise ImageError(str(path), "no such file") from None
+        raise ImageError(source, "no such file") from None
     except OSError as e:
-        raise ImageError(str(path), f"cannot read file ({e.strerror or e})") from None
+        raise ImageError(source, f"cannot read file ({e.strerror or e})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageError(source, "is a directory, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(source, f"is a {_file_type(st.st_mode)}, not a regular file "
+                                     "(only regular files are read)")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageError(source, f"file is {st.st_size:,} bytes, above the limit of "
+                                     f"{max_bytes:,} for this --max-pixels (8 bytes per "
+                                     "pixel + 16 MiB); no image within the pixel limit is "
+                                     "that large")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            # One byte more than allowed tells a file that grew after fstat.
+            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    except ImageError:
+        raise
+    except OSError as e:
+        raise ImageError(source, f"cannot read file ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(source, f"file is above the limit of {max_bytes:,} bytes")
     return data
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
@@ -74,7 +137,8 @@ def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) 
         raise ImageError(
             source,
             f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-            f"{max_pixels:,} (raise max_pixels / --max-pixels to allow it)",
+            f"{max_pixels:,} (its native scale alone is {_tokens(width, height):,} tokens; "
+            "raise max_pixels / --max-pixels to allow it)",
         )
     patches = -(-width // PATCH) * -(-height // PATCH)
     budget = max(max_pixels // PATCH_BUDGET_DIVISOR, 1)
@@ -85,6 +149,28 @@ def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) 
             f"32x32 patches, above the limit of {budget:,} (max_pixels / 512; raise "
             "max_pixels / --max-pixels to allow it)",
         )
+
+
+def _tokens(width: int, height: int) -> int:
+    return -(-width // PATCH) * -(-height // PATCH)
+
+
+def _check_jpeg_cost(source: str, data: bytes, width: int, height: int,
+                     max_pixels: int | None) -> None:
+    """Refuse JPEGs whose header promises far more work than their size allows."""
+    if max_pixels is None:
+        return
+    pixels = width * height
+    if pixels > JPEG_RATIO_MIN_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * len(data):
+        raise ImageError(
+            source, f"header claims {width}x{height} = {pixels:,} pixels from only "
+                    f"{len(data):,} bytes ({pixels // len(data):,} pixels per byte, above the "
+                    f"limit of {JPEG_MAX_PIXELS_PER_BYTE:,} that a real JPEG stays under): a "
+                    "crafted or truncated file")
+    scans = jpeg_scan_count(data)
+    if scans > JPEG_MAX_SCANS:
+        raise ImageError(source, f"JPEG has {scans:,} scans, above the limit of "
+                                 f"{JPEG_MAX_SCANS} (ordinary progressive files have ~10)")
 
 
 def _has_adobe_marker(data: bytes) -> bool:
@@ -150,6 +236,7 @@ def _decode_jpeg(data: bytes, source: str, max_pixels: int | None) -> np.ndarray
     except (ValueError, RuntimeError) as e:
         raise ImageError(source, f"corrupt or truncated JPEG header ({e})") from None
     _check_pixels(source, width, height, max_pixels)
+    _check_jpeg_cost(source, data, width, height, max_pixels)
     try:
         if colorspace in ("CMYK", "YCCK"):
             return _cmyk_to_rgb(_simplejpeg(data, "CMYK", source), _has_adobe_marker(data))
@@ -274,6 +361,10 @@ def decode_bytes(
     size = header_size(data, kind)
     if size is not None:
         _check_pixels(source, size[0], size[1], max_pixels)
+    if kind == "PNG":
+        # Colour profiles and text are not pixels (TF ignores them); Pillow refuses those
+        # above 1 MiB decompressed as if the file were corrupt.
+        data = strip_png_metadata(data)
     img = _open_pillow(data, source, kind, max_pixels, (kind,))
     _check_pixels(source, img.width, img.height, max_pixels)
     try:
@@ -351,10 +442,15 @@ def load_image(
     """Turn any accepted input into an ``(H, W, 3)`` uint8 RGB array.
 
     Accepts a path, encoded bytes, a PIL image or an ``(H, W, 3)`` / ``(H, W)`` uint8 array.
+    A path or bytes give the original's exact pixels (JPEG: libjpeg-turbo with TF's
+    settings). A PIL image, or an array decoded by Pillow, holds Pillow's own JPEG decode,
+    which differs by up to 9 levels per pixel and moves scores (e.g. 1.2937727 vs 1.2958442):
+    pass the path or bytes, or an array from ``musiq.load_image(path)``, for exact scores.
+    A path is read only if it is a regular file of at most ``8 * max_pixels + 16 MiB`` bytes.
     """
     if isinstance(image, (str, os.PathLike)):
-        return decode_bytes(read_bytes(image), str(image), max_pixels=max_pixels,
-                            exif_transpose=exif_transpose)
+        return decode_bytes(read_bytes(image, max_file_bytes(max_pixels)), str(image),
+                            max_pixels=max_pixels, exif_transpose=exif_transpose)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return decode_bytes(bytes(image), source_name(image), max_pixels=max_pixels,
                             exif_transpose=exif_transpose)

@@ -19,7 +19,7 @@ from .checkpoint import load_checkpoint
 from .download import ensure_checkpoint
 from .errors import CheckpointError
 from .model import Musiq
-from .registry import REGISTRY, ModelInfo, get_info
+from .registry import REGISTRY, ModelInfo, canonical_name, get_info
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def resolve_checkpoint(model: str | os.PathLike, *,
     nowhere, unless ``offline`` (default: ``$MUSIQ_OFFLINE``).
     """
     text = os.fspath(model)
-    if text.lower().replace("_", "-") in REGISTRY and not Path(text).is_file():
+    if canonical_name(text) in REGISTRY and not Path(text).is_file():
         info = get_info(text)
         return ensure_checkpoint(info, checkpoint_dir, offline=offline), info
     path = Path(text)

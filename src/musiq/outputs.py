@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from .architecture import KIND_BY_CLASSES
+from .imagenet import class_name
 
 
 def _mos(logits: np.ndarray) -> dict:
@@ -40,9 +41,11 @@ def _classes(logits: np.ndarray) -> dict:
     z = logits.astype(np.float64)
     p = _softmax(logits)
     top = np.argsort(-z, kind="stable")[:5]
-    return {"score": float(p[top[0]]),
-            "top5": [{"class": int(i), "probability": float(p[i]), "logit": float(z[i])}
-                     for i in top]}
+    top5 = [{"class": int(i), "probability": float(p[i]), "logit": float(z[i])} for i in top]
+    if len(p) == 1000:  # the ImageNet head: its ILSVRC-2012 class names
+        for t in top5:
+            t["name"] = class_name(t["class"])
+    return {"score": float(p[top[0]]), "top5": top5}
 
 
 @dataclass(frozen=True)

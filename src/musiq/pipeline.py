@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 
 from .decode import ImageInput, source_name
 from .preprocessor import Prepared, Preprocessor
+from .watchdog import exit_with_parent
 
 __all__ = ["Prepared", "iter_prepared", "source_name"]
 
@@ -23,6 +24,7 @@ __all__ = ["Prepared", "iter_prepared", "source_name"]
 def _init_worker() -> None:
     # Ctrl-C is the parent's to handle (it shuts the pool down); no traceback per worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()  # no orphans after the parent is killed (kill -9)
     # Preprocessing is NumPy element-wise work: one thread per worker process.
     try:
         import torch

@@ -74,9 +74,21 @@ REGISTRY: dict[str, ModelInfo] = {
 }
 
 
-def get_info(name: str) -> ModelInfo:
-    """Registry entry for a model name (case-insensitive); raises listing the known names."""
+#: Other names for registry entries: pyiqa's metric names.
+ALIASES: dict[str, str] = {"musiq-koniq": "koniq", "musiq-spaq": "spaq",
+                           "musiq-paq2piq": "paq2piq", "musiq-ava": "ava"}
+
+
+def canonical_name(name: str) -> str:
+    """A model name as the registry spells it (case, ``_`` for ``-`` and aliases folded)."""
     key = name.lower().replace("_", "-")
+    return ALIASES.get(key, key)
+
+
+def get_info(name: str) -> ModelInfo:
+    """Registry entry for a model name (case-insensitive, aliases such as ``musiq-koniq``
+    accepted); raises listing the known names."""
+    key = canonical_name(name)
     if key not in REGISTRY:
         raise MusiqError(f"unknown model '{name}'; known models: {', '.join(REGISTRY)} "
                          "(or give the path of a .npz checkpoint)")

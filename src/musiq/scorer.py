@@ -243,8 +243,16 @@ class Scorer:
         return Prediction(source=source_name(image), **out)
 
     def score(self, image: ImageInput) -> float:
-        """The score of one image (see :class:`Prediction` for units)."""
+        """The score of one image (see :class:`Prediction` for units).
+
+        A path or bytes give the original's exact pixels; a PIL image or an array decoded
+        by Pillow carries Pillow's JPEG decode (up to 9 levels off) and scores slightly
+        differently: use :func:`musiq.load_image` for exact arrays."""
         return self.predict(image).score  # type: ignore[return-value]
+
+    def __call__(self, image: ImageInput) -> float:
+        """``scorer(img)`` is :meth:`score` (pyiqa's habit)."""
+        return self.score(image)
 
     def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                      workers: int = 0, max_batch_tokens: int | None = None,

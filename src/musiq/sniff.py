@@ -138,3 +138,39 @@ def png_shortfall(data: bytes) -> tuple[int, int] | None:
     except (zlib.error, struct.error):
         return None
     return None if got >= expected else (got, expected)
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """Start-of-scan markers in a JPEG. Entropy-coded data stuffs every 0xFF as ``FF 00``,
+    so ``FF DA`` occurs only as a marker (one per scan)."""
+    return data.count(b"\xff\xda")
+
+
+#: Ancillary PNG chunks that hold no pixels and that Pillow decompresses with a 1 MiB cap.
+_PNG_METADATA = (b"iCCP", b"zTXt", b"iTXt", b"tEXt")
+
+
+def strip_png_metadata(data: bytes) -> bytes:
+    """The PNG without its colour profile and text chunks (the same pixels).
+
+    Returns ``data`` itself when it has none, or when its chunk layout cannot be walked
+    (the decoder then judges the file).
+    """
+    pos, keep, dropped = 8, [data[:8]], False
+    try:
+        while pos + 12 <= len(data):
+            length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+            end = pos + 12 + length
+            if kind in _PNG_METADATA:
+                dropped = True
+            else:
+                keep.append(data[pos:end])
+            if kind == b"IDAT" or kind == b"IEND":  # metadata after the pixels is kept
+                keep.append(data[end:])
+                break
+            pos = end
+        else:
+            return data
+    except struct.error:
+        return data
+    return b"".join(keep) if dropped else data

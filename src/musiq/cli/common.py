@@ -10,12 +10,13 @@ from ..scorer import Scorer, load
 def add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", "-m", default="koniq", metavar="NAME|PATH",
-                   help="registry name (koniq, spaq, paq2piq, ava, imagenet, *-single) or a "
+                   help="registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; "
+                        "pyiqa's musiq-koniq, musiq-spaq, musiq-paq2piq, musiq-ava too) or a "
                         ".npz path (default: koniq)")
     g.add_argument("--checkpoint-dir", metavar="DIR",
                    help="directory holding the official checkpoints (also $MUSIQ_CHECKPOINT_DIR;"
                         " ./musiq_original/checkpoints and the user cache are searched too)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available, else cpu)")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images above N pixels, checked from the header "
                         f"(default {DEFAULT_MAX_PIXELS:,}; 0 = no limit)")

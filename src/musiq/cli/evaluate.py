@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from tqdm import tqdm
 
+from ..errors import MusiqError
 from .common import add_model_options, load_from_args
 from .labels import add_label_options, columns_from_args
 
@@ -24,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="label file (default columns: image, mos)")
     p.add_argument("--images", metavar="DIR",
                    help="folder the image names are relative to (default: the label file's)")
-    p.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    p.add_argument("--format", "-f", choices=("table", "json"), default="table",
+                   help="table (default) or json (one object)")
     p.add_argument("--plot", metavar="FILE.png", help="write a scatter plot with the fit")
     p.add_argument("--report", metavar="FILE.json",
                    help="write the full report, per-image predictions included")
@@ -33,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--emd-r", type=float, default=1.0, metavar="R",
                    help="EMD exponent for distributions (default 1)")
-    p.add_argument("--batch-size", "-b", type=int, default=8, metavar="N")
+    p.add_argument("--batch-size", "-b", type=int, default=8, metavar="N",
+                   help="images per forward pass at most (default 8)")
     p.add_argument("--strict", action="store_true",
                    help="exit with code 1 when any labelled image could not be scored")
     add_label_options(p)
@@ -47,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     columns = columns_from_args(args)
     read_labels(args.labels, args.images, columns)  # a bad file fails before the model loads
+    for option, path in (("--plot", args.plot), ("--report", args.report)):
+        check_writable(option, path)  # before the scoring, so that no work is lost
     scorer = load_from_args(args)
     bar = tqdm(total=0, unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
 
@@ -69,6 +75,20 @@ def run(args: argparse.Namespace) -> int:
         for f in result.failed:
             print(f"  {f['path']} (line {f['line']}): {f['error']}", file=sys.stderr)
     return 1 if (args.strict and result.failed) else 0
+
+
+def check_writable(option: str, path: str | None) -> None:
+    """Raise :class:`MusiqError` when ``path`` cannot be written (missing folder, a
+    directory, no permission), without creating it."""
+    if path is None:
+        return
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise MusiqError(f"{option} {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise MusiqError(f"{option} {path}: is a directory")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise MusiqError(f"{option} {path}: not writable")
 
 
 def write_table(d: dict, out) -> None:

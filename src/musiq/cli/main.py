@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -22,7 +23,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__package__}.{name}").register(sub)
+    for p in sub.choices.values():  # descriptions come from docstrings: no RST markup
+        p.description = plain(p.description)
+        for action in p._actions:
+            action.help = plain(action.help)
     return parser
+
+
+def plain(text: str | None) -> str | None:
+    """Text without reStructuredText literal quotes (``x`` -> x), for --help."""
+    return None if text is None else text.replace("``", "")
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +53,9 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
 
 
 def main(argv: list[str] | None = None) -> int:
+    # File names that are not UTF-8 reach us as surrogates: print their bytes as they are.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parse(parser, argv)
     if not getattr(args, "func", None):
@@ -50,8 +63,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (``musiq score ... | head``): not an error of ours. Point
+        # stdout at /dev/null so that the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except MusiqError as e:
         print(f"musiq: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file we write or read failed in a way not checked before
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"musiq: error: {name}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("musiq: interrupted", file=sys.stderr)

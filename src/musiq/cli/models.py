@@ -6,13 +6,16 @@ import json
 
 from ..errors import CheckpointNotFound
 from ..locate import find_checkpoint
-from ..registry import REGISTRY
+from ..registry import ALIASES, REGISTRY
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the official models and where their files are")
-    p.add_argument("--checkpoint-dir", metavar="DIR")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="also look for the files here (default: $MUSIQ_CHECKPOINT_DIR, "
+                        "./musiq_original/checkpoints and the user cache)")
+    p.add_argument("--format", choices=("table", "json"), default="table",
+                   help="table (default) or json (one object per model)")
     p.set_defaults(func=run)
 
 
@@ -26,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
         rng = info.score_range
         rows.append({"name": info.name, "file": info.relpath, "dataset": info.dataset,
                      "kind": info.kind, "range": list(rng) if rng else None,
-                     "url": info.url, "found": found, "description": info.description})
+                     "url": info.url, "found": found, "description": info.description,
+                     "aliases": [a for a, n in ALIASES.items() if n == info.name]})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0

@@ -1,6 +1,8 @@
 """Write predictions as they arrive: table, JSON array, JSON lines, CSV, or the seed's line.
 
 Every writer flushes after each row, so results already written survive a crash or Ctrl-C.
+Output files (:func:`open_output`) are locked while a run writes them, and ``--resume``
+removes a row a crash cut short, exactly (CSV records may hold quoted newlines).
 Columns depend only on the model's kind (known before the first image), never on the data.
 """
 from __future__ import annotations
@@ -9,6 +11,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
@@ -18,6 +21,23 @@ from ..outputs import output_kind
 from ..scorer import Prediction
 
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: How output files hold names that are not UTF-8 (POSIX file names are bytes): the same
+#: bytes, so that ``--resume`` reads back the very path.
+ENCODING, ERRORS = "utf-8", "surrogateescape"
+#: Cells starting with these are formulas to a spreadsheet (OWASP "CSV Injection"); such a
+#: cell gets a leading ``'``. A cell that starts with ``'`` gets one too, so that reading
+#: back (drop one leading ``'``) is exact.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def csv_guard(value: str) -> str:
+    """A CSV cell that no spreadsheet runs as a formula (undo with :func:`csv_unguard`)."""
+    return "'" + value if value.startswith(CSV_FORMULA_START) else value
+
+
+def csv_unguard(value: str) -> str:
+    """The value :func:`csv_guard` was given."""
+    return value[1:] if value.startswith("'") else value
 
 
 def fmt_float(x: float | None) -> str:
@@ -62,7 +82,7 @@ class CsvWriter(Writer):
         return buf.getvalue()
 
     def render(self, p: Prediction) -> str:
-        row = [p.source, fmt_float(p.score), p.error or ""]
+        row = [csv_guard(p.source), fmt_float(p.score), csv_guard(p.error or "")]
         row += [fmt_float(v) if isinstance(v, float) else ("" if v is None else v)
                 for v in output_kind(self.kind).csv_values(vars(p))]
         return self._row(row)
@@ -104,7 +124,8 @@ class TableWriter(Writer):
         elif p.std is not None:
             info = f"std {p.std:.4f}"
         elif p.top5:
-            info = f"top-1 class {p.top5[0]['class']}"
+            name = p.top5[0].get("name")
+            info = f"top-1 class {p.top5[0]['class']}" + (f" ({name})" if name else "")
         else:
             info = ""
         score = "-" if p.score is None else f"{p.score:.6f}"
@@ -148,32 +169,163 @@ def file_format(path: str) -> str:
     return FILE_FORMATS[ext]
 
 
-def done_paths(path: str, fmt: str, kind: str) -> set[str]:
-    """Paths already in an output file (scored or failed), for ``--resume``.
+def csv_records(text: str) -> tuple[list[str], int]:
+    """Whole CSV records of ``text`` (each with its newline) and the length they cover: a
+    record ends at a newline outside quotes (a quoted file name may hold newlines), so a
+    record cut anywhere, even inside a quoted name, is left out."""
+    records, start, quoted = [], 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "\n" and not quoted:
+            records.append(text[start:i + 1])
+            start = i + 1
+    return records, start
 
-    A last line cut short by a crash is removed from the file, so appending goes on cleanly.
-    Raises :class:`MusiqError` if the file was written for another kind of model.
-    """
-    with open(path, "rb+") as f:
-        data = f.read()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            f.truncate(cut)
-            data = data[:cut]
-    text = data.decode("utf-8")
-    if fmt == "jsonl":
-        done = set()
-        for n, line in enumerate(text.splitlines(), 1):
+
+@dataclass
+class ResultRow:
+    """One row already in an output file: its path (as written), failed or not, its text."""
+
+    path: str
+    failed: bool
+    text: str
+
+
+@dataclass
+class OutputFile:
+    """An output file opened for appending, locked against a second run, with the rows a
+    previous run left (``--resume``). Open it with :func:`open_output`."""
+
+    path: str
+    fmt: str
+    file: IO[str]
+    rows: list[ResultRow] = field(default_factory=list)
+    header: list[str] | None = None
+
+    def check_kind(self, kind: str) -> None:
+        """Raise when a resumed CSV was written for another kind of model."""
+        if self.fmt == "csv" and self.header is not None and self.header != csv_header(kind):
+            raise MusiqError(f"--resume: {self.path} has columns {','.join(self.header)}, "
+                             f"expected {','.join(csv_header(kind))} (another model kind?)")
+
+    def drop_failed(self) -> int:
+        """Remove the failed rows from the file (they are scored again); returns how many."""
+        failed = [r for r in self.rows if r.failed]
+        if failed:
+            self.rows = [r for r in self.rows if not r.failed]
+            head = self._row_text(self.header) if self.header is not None else ""
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.write(head + "".join(r.text for r in self.rows))
+            self.file.flush()
+        return len(failed)
+
+    @staticmethod
+    def _row_text(values: list[str]) -> str:
+        return CsvWriter._row(values)
+
+    def done(self) -> set[str]:
+        """Resolved paths of the rows present (see :func:`musiq.cli.inputs.resolved`)."""
+        from .inputs import resolved
+        return {resolved(r.path) for r in self.rows}
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_output(path: str, *, resume: bool, overwrite: bool) -> OutputFile:
+    """Open (create) an output file for appending and lock it (``flock``: a second run on
+    the same file is refused, never interleaved). With ``resume``, rows a crash cut short
+    are removed exactly and the rows before them are read. Raises :class:`MusiqError` for a
+    missing folder, an unwritable file, a file in use, or (without ``resume``/``overwrite``)
+    an existing non-empty file."""
+    fmt = file_format(path)
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise MusiqError(f"--output {path}: folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise MusiqError(f"--output {path}: is a directory")
+    exists = os.path.exists(path) and os.path.getsize(path) > 0
+    if exists and not (resume or overwrite):
+        raise MusiqError(f"--output {path} exists: add --resume to go on with it "
+                         "or --overwrite to replace it")
+    try:
+        f = open(path, "a+", encoding=ENCODING, errors=ERRORS, newline="")
+    except OSError as e:
+        raise MusiqError(f"--output {path}: cannot write ({e.strerror or e})") from None
+    try:
+        _lock(f, path)
+        out = OutputFile(path, fmt, f)
+        if resume:
+            _read_rows(out)
+        else:
+            f.seek(0)
+            f.truncate()
+    except BaseException:
+        f.close()
+        raise
+    return out
+
+
+def _lock(f: IO[str], path: str) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise MusiqError(f"--output {path} is being written by another musiq run (the file "
+                         "is locked); wait for it to finish or use another file") from None
+
+
+def _read_rows(out: OutputFile) -> None:
+    f = out.file
+    f.seek(0)
+    text = f.read()
+    if out.fmt == "csv":
+        records, keep = csv_records(text)
+    else:
+        keep = text.rfind("\n") + 1
+    if keep < len(text):  # a row cut by a crash: removed, appending goes on cleanly
+        text = text[:keep]
+        f.seek(0)
+        f.truncate(len(text.encode(ENCODING, ERRORS)))
+    f.seek(0, os.SEEK_END)
+    if out.fmt == "jsonl":
+        for n, line in enumerate(text.splitlines(keepends=True), 1):
             if line.strip():
                 try:
-                    done.add(os.path.normpath(json.loads(line)["path"]))
+                    obj = json.loads(line)
+                    out.rows.append(ResultRow(obj["path"], obj.get("error") is not None, line))
                 except (ValueError, KeyError, TypeError):
-                    raise MusiqError(f"--resume: {path} line {n} is not a result row") from None
-        return done
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows:
-        return set()
-    if rows[0] != csv_header(kind):
-        raise MusiqError(f"--resume: {path} has columns {','.join(rows[0])}, expected "
-                         f"{','.join(csv_header(kind))} (another model kind?)")
-    return {os.path.normpath(r[0]) for r in rows[1:] if r}
+                    raise MusiqError(f"--resume: {out.path} line {n} is not a result "
+                                     "row") from None
+        return
+    if not records:
+        return
+    out.header = next(csv.reader(io.StringIO(records[0])))
+    for rec in records[1:]:
+        cells = next(csv.reader(io.StringIO(rec)), None)
+        if not cells:
+            continue
+        if len(cells) != len(out.header):
+            raise MusiqError(f"--resume: {out.path} has a row with {len(cells)} columns, "
+                             f"expected {len(out.header)}: {rec.strip()[:80]}")
+        error = cells[2] if len(cells) > 2 else ""
+        out.rows.append(ResultRow(csv_unguard(cells[0]), bool(error), rec))
+
+
+def done_paths(path: str, fmt: str, kind: str) -> set[str]:
+    """Resolved paths already in an output file (scored or failed), for ``--resume``.
+
+    A last row cut short by a crash is removed from the file, so appending goes on cleanly.
+    Raises :class:`MusiqError` if the file was written for another kind of model.
+    """
+    out = open_output(path, resume=True, overwrite=False)
+    try:
+        out.check_kind(kind)
+        return out.done()
+    finally:
+        out.close()

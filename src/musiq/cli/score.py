@@ -12,6 +12,8 @@ parallel processes, and images of mixed sizes are batched by length.
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
 import sys
 import time
@@ -23,8 +25,8 @@ from tqdm import tqdm
 from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
-from .inputs import IMAGE_SUFFIXES, expand, read_list  # noqa: F401  (IMAGE_SUFFIXES: API)
-from .output import done_paths, file_format, make_writer
+from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
+from .output import make_writer, open_output
 
 MAX_LISTED_FAILURES = 20
 
@@ -45,7 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", metavar="FILE.csv|FILE.jsonl",
                    help="append one flushed row per image to this file as results arrive")
     p.add_argument("--resume", action="store_true",
-                   help="with --output: skip images already in the file (scored or failed)")
+                   help="with --output: skip images already in the file (scored or failed; "
+                        "paths are compared resolved)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: score the images whose rows failed again (their "
+                        "old rows are replaced)")
     p.add_argument("--overwrite", action="store_true",
                    help="with --output: replace an existing file")
     g = p.add_argument_group("speed")
@@ -61,8 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fp32 (default, exact) or bf16/fp16 autocast: faster, scores move "
                         "slightly (docs/performance.md)")
     g.add_argument("--compile", action="store_true",
-                   help="torch.compile the patch stem (GPU: 3x faster in bf16 after a ~10 s "
-                        "compile; needs a working Triton/C++ toolchain)")
+                   help="torch.compile the patch stem (experimental: costs a compile of tens "
+                        "of seconds and was slower end to end in our measurements; "
+                        "docs/performance.md; needs a working Triton/C++ toolchain)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
@@ -93,47 +100,69 @@ def _progress(preds: Iterator[Prediction], total: int, show: bool) -> Iterator[P
         bar.close()
 
 
+def finite(p: Prediction) -> Prediction:
+    """A prediction whose score is NaN or infinite becomes an error (a broken checkpoint):
+    such a value is no score, and not valid JSON."""
+    if p.error is None and p.score is not None and not math.isfinite(p.score):
+        return Prediction(source=p.source, error=f"the model returned a non-finite score "
+                                                 f"({p.score}); the checkpoint is broken")
+    return p
+
+
 def run(args: argparse.Namespace) -> int:
     raw = list(args.images) + list(args.image)
     if args.files_from:
         raw += read_list(args.files_from)
-    files = expand(raw, recursive=args.recursive)
-    if not files:
-        print("musiq score: no images given (musiq score IMAGE... --model NAME|PATH)",
-              file=sys.stderr)
+    found = collect(raw, recursive=args.recursive)
+    files = found.files
+    problems = [Prediction(source=path, error=reason) for path, reason in found.problems]
+    if not files and not problems:
+        hint = "; ".join(found.hints) if found.hints else (
+            "musiq score IMAGE... --model NAME|PATH")
+        print(f"musiq score: no images given ({hint})", file=sys.stderr)
         return 2
     if args.resume and not args.output:
         raise MusiqError("--resume needs --output FILE")
+    if args.retry_failed and not args.resume:
+        raise MusiqError("--retry-failed needs --resume")
     if args.batch_size < 1 or (args.max_batch_tokens is not None and args.max_batch_tokens < 1):
         raise MusiqError("--batch-size and --max-batch-tokens must be positive")
+    # The output is checked (folder, lock, rows) before the model loads: no lost work.
+    output = open_output(args.output, resume=args.resume, overwrite=args.overwrite) \
+        if args.output else None
+    try:
+        return _score(args, files, problems, output)
+    finally:
+        if output is not None:
+            output.close()
+
+
+def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction],
+           output) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     scorer = load_from_args(args)
 
-    out_file: IO[str] | None = None
     writers = []
     skipped = 0
-    if args.output:
-        fmt = file_format(args.output)
-        exists = os.path.exists(args.output) and os.path.getsize(args.output) > 0
-        if exists and not (args.resume or args.overwrite):
-            raise MusiqError(f"--output {args.output} exists: add --resume to go on with it "
-                             "or --overwrite to replace it")
-        header = True
-        if exists and args.resume:
-            done = done_paths(args.output, fmt, scorer.kind)
-            before = len(files)
-            files = [f for f in files if os.path.normpath(f) not in done]
-            skipped = before - len(files)
-            header = False
-        out_file = open(args.output, "a" if args.resume else "w", encoding="utf-8", newline="")
-        writers.append(make_writer(fmt, out_file, kind=scorer.kind, header=header))
+    if output is not None:
+        output.check_kind(scorer.kind)
+        if args.retry_failed:
+            output.drop_failed()
+        header = not output.rows and output.header is None
+        if args.resume:
+            done = output.done()
+            before = len(files) + len(problems)
+            files = [f for f in files if resolved(f) not in done]
+            problems = [p for p in problems if resolved(p.source) not in done]
+            skipped = before - len(files) - len(problems)
+        writers.append(make_writer(output.fmt, output.file, kind=scorer.kind, header=header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
         writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
                                    width=max((len(f) for f in files), default=4),
-                                   several=len(files) > 1))
+                                   several=len(files) + len(problems) > 1))
 
     workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
@@ -143,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
                                     max_batch_tokens=args.max_batch_tokens)
-        for p in _progress(preds, len(files), show):
+        for p in itertools.chain(problems, _progress(preds, len(files), show)):
+            p = finite(p)
             for w in writers:
                 w.write(p)
             if p.error is None:
@@ -155,8 +185,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for w in writers:
             w.close()
-        if out_file is not None:
-            out_file.close()
     elapsed = time.perf_counter() - start
     if not args.quiet and (len(files) > 1 or skipped):
         rate = scored / elapsed if elapsed > 0 else 0.0
