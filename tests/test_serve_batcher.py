@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("fastapi")
 from musiq.serve.batcher import Batcher, BatcherStopped  # noqa: E402
 from musiq.serve.limits import Admission, QueueFull  # noqa: E402
-from musiq.serve.metrics import Registry  # noqa: E402
+from musiq.serve.prometheus import Registry  # noqa: E402
 
 
 class FakeTokens:

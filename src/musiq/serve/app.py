@@ -21,9 +21,9 @@ from .auth import check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
 from .limits import Admission, check_declared_length
-from .metrics import Registry
+from .prometheus import Registry
 from .page import Page
-from .pipeline import Outcome, score_upload
+from .work import Outcome, score_upload
 from .uploads import is_multipart, read_multipart, read_raw
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..preprocess import Tokens
 from ..scorer import Scorer
-from .metrics import Registry
+from .prometheus import Registry
 
 log = logging.getLogger("musiq.serve")
 
