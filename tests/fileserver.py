@@ -26,6 +26,9 @@ class Behaviour:
     stall_after: list[int] = field(default_factory=list)
     md5: bool = False
     md5_override: bytes | None = None
+    trickle_s: float | None = None  # send the body one byte per this many seconds
+    endless: bool = False  # no Content-Length, and data until the client hangs up
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location (302)
     log: list[tuple[str, str | None, int]] = field(default_factory=list)  # path, Range, status
 
 
@@ -36,6 +39,23 @@ def _handler(b: Behaviour):
 
         def do_GET(self) -> None:
             rng = self.headers.get("Range")
+            if self.path in b.redirects:
+                b.log.append((self.path, rng, 302))
+                self.send_response(302)
+                self.send_header("Location", b.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if b.endless and self.path in b.files:
+                b.log.append((self.path, rng, 200))
+                self.send_response(200)
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    while True:
+                        self.wfile.write(b"\0" * 65536)
+                except OSError:
+                    return
             data = b.files.get(self.path)
             if data is None:
                 b.log.append((self.path, rng, 404))
@@ -65,6 +85,16 @@ def _handler(b: Behaviour):
                 self.send_header("x-goog-hash",
                                  f"crc32c=AAAAAA==,md5={base64.b64encode(digest).decode()}")
             self.end_headers()
+            if b.trickle_s is not None:
+                try:
+                    for i in range(len(body)):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(b.trickle_s)
+                except OSError:
+                    pass
+                self.close_connection = True
+                return
             if b.cut_after or b.stall_after:
                 stall = not b.cut_after
                 n = (b.cut_after or b.stall_after).pop(0)

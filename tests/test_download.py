@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import re
 import time
 from pathlib import Path
 
@@ -217,3 +218,70 @@ def test_a_silent_server_times_out_and_resumes(server, ckpt_bytes, tmp_path):
     assert time.perf_counter() - t0 < 30
     assert path.read_bytes() == ckpt_bytes
     assert server.behaviour.log[-1] == (URL_PATH, "bytes=1000000-", 206)
+
+
+def test_a_trickling_server_is_abandoned_for_its_rate(server, ckpt_bytes, tmp_path, monkeypatch):
+    """A byte every 0.2 s never trips the per-read timeout; the minimum rate does."""
+    import musiq.download as dl
+    monkeypatch.setattr(dl, "RATE_WINDOW", 1.0)
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    server.behaviour.trickle_s = 0.2
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"too slow .* below the minimum of 1,000"):
+        download(KONIQ, tmp_path, retries=0, progress=False, min_rate=1000)
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "koniq_ckpt.npz").exists()
+
+
+def test_total_deadline(server, ckpt_bytes, tmp_path):
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    server.behaviour.trickle_s = 0.1
+    with pytest.raises(DownloadError, match="not finished after the limit of 1 s"):
+        download(KONIQ, tmp_path, retries=0, progress=False, deadline=1.0, min_rate=0)
+
+
+def test_an_endless_response_is_cut_at_the_bound_and_not_kept(server, tmp_path, monkeypatch):
+    import musiq.download as dl
+    monkeypatch.setitem(dl.SIZE_BOUNDS, KONIQ.filename, 5_000_000)
+    server.behaviour.files[URL_PATH] = b"x"
+    server.behaviour.endless = True
+    with pytest.raises(DownloadError, match="sent more than 5,000,000 bytes; the data was removed"):
+        download(KONIQ, tmp_path, retries=0, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_redirects_to_another_host_are_refused(server, ckpt_bytes, tmp_path):
+    port = server.url.rsplit(":", 1)[1].rstrip("/")
+    server.behaviour.files["/elsewhere.npz"] = ckpt_bytes
+    server.behaviour.redirects[URL_PATH] = f"http://localhost:{port}/elsewhere.npz"
+    with pytest.raises(DownloadError, match=r"redirected to http://localhost:.*another host"):
+        download(KONIQ, tmp_path, retries=0, progress=False)
+    assert [p for p, _, _ in server.behaviour.log] == [URL_PATH]  # never fetched elsewhere
+    # The same host may redirect (a bucket moving an object).
+    server.behaviour.redirects[URL_PATH] = server.url + "elsewhere.npz"
+    assert download(KONIQ, tmp_path, retries=0, progress=False).read_bytes() == ckpt_bytes
+
+
+def test_cli_download_finds_the_local_checkout_dir_and_offline(server, ckpt_bytes, tmp_path):
+    local = tmp_path / "musiq_original" / "checkpoints"
+    local.mkdir(parents=True)
+    (local / "koniq_ckpt.npz").write_bytes(ckpt_bytes)
+    env = {k: v for k, v in os.environ.items() if k != "MUSIQ_CHECKPOINT_DIR"}
+    for extra in ([], ["--offline"]):
+        out = subprocess.run([sys.executable, "-m", "musiq.cli.main", "download", "koniq",
+                              *extra], capture_output=True, text=True, timeout=300,
+                             cwd=tmp_path, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "koniq: already present: musiq_original/checkpoints/koniq_ckpt.npz" in out.stdout
+    assert server.behaviour.log == []
+
+
+def test_on_demand_download_logs_progress_without_a_terminal(server, ckpt_bytes, tmp_path):
+    server.behaviour.files[URL_PATH] = ckpt_bytes
+    code = ("import musiq, musiq.download as d; d.LOG_EVERY_S = 0.0; "
+            f"musiq.load('koniq', checkpoint_dir={str(tmp_path)!r})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "musiq: koniq not found locally; downloading" in out.stderr
+    assert re.search(r"musiq: koniq_ckpt.npz: [\d.]+ MB of [\d.]+ MB \(\d+%\)", out.stderr)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("fastapi")
 from musiq.serve.batcher import Batcher, BatcherStopped  # noqa: E402
 from musiq.serve.limits import Admission, QueueFull  # noqa: E402
-from musiq.serve.metrics import Registry  # noqa: E402
+from musiq.serve.prometheus import Registry  # noqa: E402
 
 
 class FakeTokens:
@@ -178,3 +178,44 @@ def test_page_files_ship_as_package_data():
     static = ROOT / "src" / "musiq" / "serve"
     shipped = {p.relative_to(static).as_posix() for pat in patterns for p in static.glob(pat)}
     assert {f"static/{name}" for name in FILES} <= shipped
+
+
+def test_cancelled_images_leave_the_queue_at_once():
+    """A timed-out request's tokens are freed when it is cancelled, not when a batch would
+    have reached them (before: they stayed queued behind a slow batch, and RSS grew)."""
+    scorer = FakeScorer()
+    scorer.gate.clear()  # the first batch blocks the model thread
+
+    async def body(b):
+        first = asyncio.ensure_future(b.submit(FakeTokens(0)))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(b.submit(FakeTokens(i))) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        assert b.queued == 5
+        for w in waiting:
+            w.cancel()
+        await asyncio.sleep(0)
+        assert b.queued == 0
+        scorer.gate.set()
+        return await first
+
+    assert run_with(scorer, body, max_batch_size=1, max_wait_ms=0)[0] == 0.0
+    assert scorer.batches == [[0]]  # nothing of the cancelled requests ran
+
+
+def test_stalled_forward_pass_is_reported():
+    scorer = FakeScorer()
+    scorer.gate.clear()
+
+    async def body(b):
+        assert b.stalled(0.1) is None
+        job = asyncio.ensure_future(b.submit(FakeTokens(1)))
+        await asyncio.sleep(0.3)
+        why = b.stalled(0.1)
+        scorer.gate.set()
+        await job
+        return why, b.stalled(0.1)
+
+    why, after = run_with(scorer, body, max_wait_ms=0)
+    assert why is not None and "forward pass has run for" in why
+    assert after is None

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,26 @@ PARTIAL = ".partial"
 CHUNK = 1 << 20  # bytes per read
 #: Seconds without any data before a connection is abandoned (per socket operation).
 DEFAULT_TIMEOUT = 60.0
+#: Seconds one whole download may take (155 MB at the minimum rate below takes ~2.5 h; at
+#: 1 MB/s, 2.6 min).
+DEFAULT_DEADLINE = 4 * 3600.0
+#: Bytes per second, averaged over RATE_WINDOW seconds, below which a transfer is abandoned
+#: (a server trickling a byte every few seconds never trips the per-read timeout).
+DEFAULT_MIN_RATE = 16 * 1024
+RATE_WINDOW = 30.0
+#: Upper bounds of the official files' sizes. The exact sizes are not published (public
+#: listings give 155.4 MB for the four quality checkpoints and 315.1 MB for imagenet); a
+#: response longer than its Content-Length, or than this bound when it sends none, is junk
+#: and is deleted rather than kept to resume.
+SIZE_BOUNDS = {"imagenet_pretrain.npz": 340_000_000}
+DEFAULT_SIZE_BOUND = 170_000_000
+#: Progress lines, when stderr is not a terminal, at most this often (seconds).
+LOG_EVERY_S = 10.0
+
+
+def size_bound(info: ModelInfo) -> int:
+    """Most bytes a download of ``info`` may take (see :data:`SIZE_BOUNDS`)."""
+    return SIZE_BOUNDS.get(info.filename, DEFAULT_SIZE_BOUND)
 
 
 class DownloadError(MusiqError):
@@ -140,12 +161,33 @@ def _start_from_content_range(value: str | None) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+class _SameHostRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to the host of the first URL (the official bucket, or the
+    mirror in ``$MUSIQ_BASE_URL``): a file from anywhere else is not the official one."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urlsplit(newurl)
+        if target.netloc.lower() != self.host or target.scheme not in ("http", "https"):
+            raise DownloadError(f"{req.full_url}: redirected to {newurl}, another host; "
+                                f"only {self.host} is trusted for checkpoints")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class _Transfer:
     """One GET, resuming ``partial`` where possible. Returns the object's total size."""
 
-    def __init__(self, url: str, partial: Path, timeout: float, progress: bool) -> None:
+    def __init__(self, url: str, partial: Path, timeout: float, progress: bool, *,
+                 bound: int = DEFAULT_SIZE_BOUND, deadline: float = DEFAULT_DEADLINE,
+                 min_rate: float = DEFAULT_MIN_RATE,
+                 log: Callable[[str], None] | None = None) -> None:
         self.url, self.partial, self.timeout, self.progress = url, partial, timeout, progress
+        self.bound, self.deadline, self.min_rate, self.log = bound, deadline, min_rate, log
         self.md5: str | None = None
+        self.opener = urllib.request.build_opener(
+            _SameHostRedirects(urllib.parse.urlsplit(url).netloc.lower()))
 
     def run(self) -> int:
         have = self.partial.stat().st_size if self.partial.exists() else 0
@@ -153,7 +195,7 @@ class _Transfer:
         if have:
             req.add_header("Range", f"bytes={have}-")
         try:
-            resp = urllib.request.urlopen(req, timeout=self.timeout)
+            resp = self.opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:  # nothing after `have`: the partial file may be whole
                 total = _total_from_content_range(e.headers.get("Content-Range"))
@@ -181,6 +223,9 @@ class _Transfer:
                 have, mode = 0, "wb"
                 length = resp.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
+            if total is not None and total > self.bound:
+                raise DownloadError(f"{self.url}: the server announces {total:,} bytes, more "
+                                    f"than this checkpoint can be ({self.bound:,}); refused")
             return self._copy(resp, mode, have, total)
 
     def _copy(self, resp, mode: str, have: int, total: int | None) -> int:
@@ -192,6 +237,9 @@ class _Transfer:
             f = open(self.partial, mode)
         except OSError as e:
             raise DownloadError(f"cannot write {self.partial} ({e.strerror or e})") from None
+        limit = total if total is not None else self.bound
+        started = window_start = last_log = time.monotonic()
+        window_bytes = 0
         try:
             with f:
                 while True:
@@ -213,6 +261,29 @@ class _Transfer:
                                             "to resume") from None
                     got += len(block)
                     bar.update(len(block))
+                    if got > limit:  # an endless or lying response: junk, not a prefix
+                        f.close()
+                        self.partial.unlink()
+                        raise DownloadError(f"{self.url}: the server sent more than "
+                                            f"{limit:,} bytes; the data was removed")
+                    now = time.monotonic()
+                    window_bytes += len(block)
+                    if now - started > self.deadline:
+                        raise DownloadError(f"{self.url}: not finished after the limit of "
+                                            f"{self.deadline:g} s ({got:,} bytes so far, kept "
+                                            "to resume)")
+                    if now - window_start >= RATE_WINDOW:
+                        rate = window_bytes / (now - window_start)
+                        if rate < self.min_rate:
+                            raise DownloadError(
+                                f"{self.url}: too slow ({rate:,.0f} bytes/s over "
+                                f"{now - window_start:.0f} s, below the minimum of "
+                                f"{self.min_rate:,.0f}); {got:,} bytes kept to resume")
+                        window_start, window_bytes = now, 0
+                    if self.log and not self.progress and now - last_log >= LOG_EVERY_S:
+                        last_log = now
+                        of = f" of {total / 1e6:.1f} MB ({100 * got / total:.0f}%)" if total else ""
+                        self.log(f"{self.partial.name[:-len(PARTIAL)]}: {got / 1e6:.1f} MB{of}")
         finally:
             bar.close()
         if total is None:
@@ -240,11 +311,17 @@ def _validate(partial: Path, info: ModelInfo, url: str) -> None:
 def download(info: ModelInfo, directory: str | os.PathLike | None = None, *,
              force: bool = False, offline: bool | None = None, retries: int = 3,
              timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
-             log: Callable[[str], None] | None = None) -> Path:
+             log: Callable[[str], None] | None = None, deadline: float = DEFAULT_DEADLINE,
+             min_rate: float = DEFAULT_MIN_RATE) -> Path:
     """Fetch ``info``'s checkpoint to ``directory`` (default :func:`download_dir`).
 
     ``retries``: further attempts (each resuming) after an interrupted transfer.
-    ``progress``: a progress bar on stderr (default: when stderr is a terminal).
+    ``progress``: a progress bar on stderr (default: when stderr is a terminal); without one,
+    ``log`` gets a progress line every :data:`LOG_EVERY_S` seconds.
+    ``deadline``: seconds for the whole transfer; ``min_rate``: bytes/s over
+    :data:`RATE_WINDOW` s below which it is abandoned (what arrived is kept to resume).
+    Redirects are followed only to the URL's own host; more bytes than the announced length
+    (or :func:`size_bound`) are deleted.
     Returns the final path. Raises :class:`DownloadError` (or :class:`CheckpointNotFound`
     when offline); never leaves anything but a ``.partial`` file behind on failure.
     """
@@ -262,8 +339,11 @@ def download(info: ModelInfo, directory: str | os.PathLike | None = None, *,
     with _exclusive(dest.with_name(dest.name + ".lock")):
         if dest.is_file() and not force:  # another process finished it while we waited
             return dest
-        return _download_locked(info, dest, url, force=force, retries=retries,
-                                timeout=timeout, progress=progress, log=log)
+        transfer = _Transfer(url, dest.with_name(dest.name + PARTIAL), timeout, progress,
+                             bound=size_bound(info), deadline=deadline, min_rate=min_rate,
+                             log=log)
+        return _download_locked(info, dest, url, transfer, force=force, retries=retries,
+                                log=log)
 
 
 @contextlib.contextmanager
@@ -285,13 +365,11 @@ def _exclusive(lock: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _download_locked(info: ModelInfo, dest: Path, url: str, *, force: bool, retries: int,
-                     timeout: float, progress: bool,
-                     log: Callable[[str], None] | None) -> Path:
-    partial = dest.with_name(dest.name + PARTIAL)
+def _download_locked(info: ModelInfo, dest: Path, url: str, transfer: _Transfer, *,
+                     force: bool, retries: int, log: Callable[[str], None] | None) -> Path:
+    partial = transfer.partial
     if force and partial.exists():
         partial.unlink()
-    transfer = _Transfer(url, partial, timeout, progress)
     for attempt in range(retries + 1):
         try:
             size = transfer.run()
@@ -334,9 +412,10 @@ def ensure_checkpoint(info: ModelInfo, checkpoint_dir: str | os.PathLike | None 
             raise CheckpointNotFound(f"{e}\n(offline mode: {ENV_OFFLINE}=1 or --offline; not "
                                      "downloading)") from None
         not_found = e
-    if sys.stderr.isatty():
-        print(f"musiq: {info.name} not found locally; downloading {url_for(info)}",
-              file=sys.stderr)
+    # Always said, terminal or not: a service's log must show why its start takes minutes.
+    print(f"musiq: {info.name} not found locally; downloading {url_for(info)}",
+          file=sys.stderr, flush=True)
+    kwargs.setdefault("log", lambda m: print(f"musiq: {m}", file=sys.stderr, flush=True))
     try:
         return download(info, checkpoint_dir, offline=False, **kwargs)
     except DownloadError as e:

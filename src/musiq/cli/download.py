@@ -5,7 +5,8 @@ import argparse
 import sys
 
 from ..download import download, download_dir, is_offline, read_record, url_for
-from ..errors import MusiqError
+from ..errors import CheckpointNotFound, MusiqError
+from ..locate import find_checkpoint
 from ..registry import REGISTRY, get_info
 
 
@@ -33,9 +34,17 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for info in infos:
         dest = target / info.relpath
-        if dest.is_file() and not args.force:
-            print(f"{info.name}: already present: {dest}")
-            continue
+        if not args.force:
+            # Present anywhere `musiq score` would find it (./musiq_original/checkpoints,
+            # $MUSIQ_CHECKPOINT_DIR, the cache), unless a directory was named.
+            try:
+                found = dest if dest.is_file() else (
+                    None if args.checkpoint_dir else find_checkpoint(info))
+            except CheckpointNotFound:
+                found = None
+            if found is not None:
+                print(f"{info.name}: already present: {found}")
+                continue
         if is_offline(args.offline):
             print(f"{info.name}: missing ({dest}); offline, not downloading", file=sys.stderr)
             failed += 1

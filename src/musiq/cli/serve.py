@@ -6,8 +6,10 @@ SIGTERM). ``--model`` may be repeated; the first is the default. Needs the ``ser
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 
 import numpy as np
@@ -52,6 +54,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"deadline of one request in seconds, else 504 (default {d.timeout_s:g})")
     g.add_argument("--decode-workers", type=int, default=d.decode_workers, metavar="N",
                    help=f"threads decoding images (default {d.decode_workers})")
+    g.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="S",
+                   help="seconds a client has to send its request body, else 408; the queue "
+                        f"slot is taken only after it (default {d.body_timeout_s:g})")
+    g.add_argument("--decode-timeout", type=float, default=d.decode_timeout_s, metavar="S",
+                   help="seconds one image may take to decode; past it its worker process is "
+                        f"killed and the image gets an error (default {d.decode_timeout_s:g})")
+    g.add_argument("--max-tokens", type=int, default=d.max_tokens, metavar="N",
+                   help="refuse images that would make more than N tokens (all scales) with "
+                        f"422, before tokenising (default {d.max_tokens:,}; 0 = no limit)")
+    g.add_argument("--allowed-host", action="append", metavar="NAME",
+                   help="accept this Host header name (repeat; '*' = any; default: the bound "
+                        "host, and localhost names for a loopback bind)")
+    g.add_argument("--allowed-origin", action="append", metavar="ORIGIN",
+                   help="accept cross-site requests from this origin, e.g. "
+                        "https://app.example (repeat; default: same origin only)")
     g.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                    help=f"require this key on /v1/* (default ${API_KEY_ENV}; prefer the "
                         "variable: arguments are visible to other local users)")
@@ -67,7 +84,11 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
             max_queue=args.max_queue, max_upload_bytes=int(args.max_upload_mb * 2**20),
             max_files=args.max_files, timeout_s=args.timeout,
-            decode_workers=args.decode_workers, api_key=args.api_key or None)
+            decode_workers=args.decode_workers, api_key=args.api_key or None,
+            body_timeout_s=args.body_timeout, decode_timeout_s=args.decode_timeout,
+            max_tokens=args.max_tokens or None,
+            allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
+            allowed_origins=tuple(args.allowed_origin or ()))
     except ValueError as e:
         raise MusiqError(f"invalid server option: {e}") from None
 
@@ -81,15 +102,19 @@ def run(args: argparse.Namespace) -> int:
         raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
                          "pip install 'musiq[serve]'") from None
     config = config_from_args(args)
+    # Listen before loading anything: a port in use fails at once, and the URL printed
+    # below is one this process really serves.
+    sock = listen(args.host, args.port)
     scorers = []
     for name in args.model or ["koniq"]:
         scorer = load(name, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                      max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose)
+                      max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
+                      offline=args.offline)
         # Warm up so the first client does not pay for lazy initialisation.
         scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
         scorers.append(scorer)
     try:
-        app = create_app(scorers, config)
+        app = create_app(scorers, config, host=args.host)
     except ValueError as e:
         raise MusiqError(str(e)) from None
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s: %(message)s")
@@ -101,6 +126,25 @@ def run(args: argparse.Namespace) -> int:
               f"${API_KEY_ENV} or put an authenticating proxy in front", file=sys.stderr)
     print(f"musiq serve: http://{args.host}:{args.port}/ (API key "
           f"{'required' if config.api_key else 'off'})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=not args.no_access_log, workers=1)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level,
+                                           access_log=not args.no_access_log, workers=1))
+    server.run(sockets=[sock])
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a clear error (port in use, bad host)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        raise MusiqError(f"cannot listen on {host}:{port}: {e.strerror or e}"
+                         + (" (another process uses this port; choose another with --port)"
+                            if getattr(e, "errno", None) == errno.EADDRINUSE else "")) from None
+    sock.set_inheritable(True)
+    return sock

@@ -6,8 +6,8 @@ Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart)::
     musiq serve --model koniq --host 127.0.0.1 --port 8000
 
 Layout: ``config`` (limits) -> ``uploads`` / ``limits`` / ``auth`` (taking a request) ->
-``pipeline`` (decode in threads) -> ``batcher`` (model thread) -> ``app`` (routes), with
-``metrics`` and ``page`` beside them.
+``work`` (decode in killable worker processes, ``decoding``) -> ``batcher`` (model thread) -> ``app`` (routes), with
+``prometheus`` and ``page`` beside them.
 """
 from .config import SERVE_MAX_PIXELS, ServeConfig
 

@@ -16,19 +16,33 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from .. import __version__
+from ..pipeline import PrepareOptions
 from ..scorer import Scorer
 from .auth import check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
+from .decoding import DecodePool
 from .limits import Admission, check_declared_length
-from .metrics import Registry
+from .prometheus import Registry
 from .page import Page
-from .pipeline import Outcome, score_upload
-from .uploads import is_multipart, read_multipart, read_raw
+from .work import Outcome, score_upload
+from .origin import OriginGuard, default_hosts
+from .uploads import Upload, is_multipart, read_multipart, read_raw
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
 #: Status codes counted as refusals in ``musiq_rejected_total``.
-REFUSALS = {401: "unauthorized", 413: "too_large", 503: "queue_full", 504: "timeout"}
+REFUSALS = {401: "unauthorized", 403: "forbidden_origin", 408: "body_timeout",
+            413: "too_large", 503: "queue_full", 504: "timeout"}
+
+
+def route_label(path: str) -> str:
+    """The metrics label of a path: its route template, never the raw path (each new raw
+    path would add a series, and anyone can send any path)."""
+    if path in ROUTES:
+        return path
+    if path.startswith("/static/"):
+        return "/static/{name}"
+    return "other"
 
 
 class ScoreEntry(BaseModel):
@@ -70,14 +84,34 @@ class Service:
         self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
         self.metrics.queue_depth.read_from(lambda: self.admission.depth)
         self.metrics.inflight.read_from(lambda: self.inflight)
-        self.decode_pool = ThreadPoolExecutor(config.decode_workers,
-                                              thread_name_prefix="musiq-decode")
+        # One pool of decode processes per preprocessing (multi- and single-scale differ).
+        self.decode_pools: dict[PrepareOptions, DecodePool] = {}
+        for s in scorers:
+            opts = self.options(s)
+            if opts not in self.decode_pools:
+                self.decode_pools[opts] = DecodePool(
+                    config.decode_workers, opts, timeout_s=config.decode_timeout_s,
+                    max_tokens=config.max_tokens)
         # One model thread for all models: forward passes never compete for the cores.
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="musiq-model")
         self.batchers = {name: Batcher(s, self.model_pool, self.metrics,
                                        max_batch_size=config.max_batch_size,
                                        max_wait_ms=config.max_wait_ms)
                          for name, s in self.scorers.items()}
+
+    @staticmethod
+    def options(scorer: Scorer) -> PrepareOptions:
+        return PrepareOptions(scorer.preprocess_config, scorer.max_pixels, scorer.exif_transpose)
+
+    def readiness(self) -> str | None:
+        """Why scoring cannot proceed now, or None (read from the scoring loops)."""
+        if not all(p.ready() for p in self.decode_pools.values()):
+            return "decode worker processes are starting"
+        for name, b in self.batchers.items():
+            why = b.stalled(self.config.timeout_s)
+            if why:
+                return f"model '{name}': {why}"
+        return None
 
     def pick(self, name: str | None) -> Scorer:
         if name is None:
@@ -94,13 +128,16 @@ class Service:
         return d
 
     async def start(self) -> None:
+        for p in self.decode_pools.values():
+            p.start()
         for b in self.batchers.values():
             b.start()
 
     async def stop(self) -> None:
         for b in self.batchers.values():
             await b.stop()
-        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        for p in self.decode_pools.values():
+            p.stop()
         self.model_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -128,15 +165,16 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_count)
         finally:
-            path = scope.get("path", "")
-            route = path if path in ROUTES or path.startswith("/static/") else "other"
-            self.metrics.requests.inc(route=route, status=str(status))
+            self.metrics.requests.inc(route=route_label(scope.get("path", "")),
+                                      status=str(status))
             if status in REFUSALS:
                 self.metrics.rejected.inc(reason=REFUSALS[status])
 
 
-def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> FastAPI:
-    """The application serving ``scorers`` (the first is the default model)."""
+def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
+               host: str = "127.0.0.1") -> FastAPI:
+    """The application serving ``scorers`` (the first is the default model); ``host`` is the
+    bound address, the default allow-list of Host headers."""
     config = config or ServeConfig()
     service = Service(scorers, config)
     page = Page()
@@ -152,11 +190,17 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> Fast
     app = FastAPI(title="musiq", version=__version__, lifespan=lifespan,
                   description="MUSIQ image quality scores over HTTP. See docs/serve.md.")
     app.state.service = service
+    app.add_middleware(OriginGuard, hosts=config.allowed_hosts or default_hosts(host),
+                       origins=config.allowed_origins)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
-    @app.get("/healthz", summary="200 when the models are loaded")
-    async def healthz() -> dict:
-        return {"status": "ok", "models": list(service.scorers)}
+    @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled")
+    async def healthz() -> JSONResponse:
+        why = service.readiness()
+        if why is not None:
+            return JSONResponse({"status": "stalled", "detail": why,
+                                 "models": list(service.scorers)}, status_code=503)
+        return JSONResponse({"status": "ok", "models": list(service.scorers)})
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> Response:
@@ -186,6 +230,7 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> Fast
     }}}
     errors = {code: {"model": ErrorAnswer, "description": text} for code, text in {
         400: "malformed request", 401: "missing or wrong API key", 404: "unknown model",
+        403: "Host or Origin not allowed", 408: "the body did not arrive within the limit",
         413: "body or file count above the limit", 415: "raw body: not an image format",
         422: "raw body: an image that cannot be scored", 503: "queue full (see Retry-After)",
         504: "the request took longer than the timeout"}.items()}
@@ -203,33 +248,36 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None) -> Fast
         scorer = service.pick(model)
         check_declared_length(request, config.max_upload_bytes)
         batcher = service.batchers[scorer.name]
-        service.admission.acquire(1, batcher.seconds_per_image)
-        held = [1]
+        multipart = is_multipart(request)
+        # The whole body first, under its own deadline, and only then a queue slot: a client
+        # that stops sending holds a connection for body_timeout_s, never the queue.
+        try:
+            uploads = await asyncio.wait_for(_read(request, multipart, filename),
+                                             config.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"the request body did not arrive within the limit of "
+                                     f"{config.body_timeout_s:g} s") from None
+        service.admission.acquire(len(uploads), batcher.seconds_per_image)
         service.inflight += 1
         try:
-            return await asyncio.wait_for(_score(request, scorer, filename, held),
-                                          config.timeout_s)
+            return await asyncio.wait_for(_score(scorer, multipart, uploads), config.timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(504, f"request took longer than the limit of "
                                      f"{config.timeout_s:g} s") from None
         finally:
             service.inflight -= 1
-            service.admission.release(held[0])
+            service.admission.release(len(uploads))
 
-    async def _score(request: Request, scorer: Scorer, filename: str | None,
-                     held: list[int]) -> JSONResponse:
-        multipart = is_multipart(request)
+    async def _read(request: Request, multipart: bool, filename: str | None) -> list[Upload]:
         if multipart:
-            uploads = await read_multipart(request, config.max_upload_bytes, config.max_files)
-        else:
-            uploads = [await read_raw(request, config.max_upload_bytes, filename)]
+            return await read_multipart(request, config.max_upload_bytes, config.max_files)
+        return [await read_raw(request, config.max_upload_bytes, filename)]
+
+    async def _score(scorer: Scorer, multipart: bool, uploads: list[Upload]) -> JSONResponse:
         batcher = service.batchers[scorer.name]
-        if len(uploads) > 1:
-            service.admission.acquire(len(uploads) - 1, batcher.seconds_per_image)
-            held[0] = len(uploads)
+        pool = service.decode_pools[service.options(scorer)]
         outcomes: list[Outcome] = await asyncio.gather(
-            *(score_upload(u, scorer, batcher, service.decode_pool, service.token_slots)
-              for u in uploads))
+            *(score_upload(u, scorer, batcher, pool, service.token_slots) for u in uploads))
         for o in outcomes:
             service.metrics.images.inc(outcome="ok" if o.error is None else "error")
         if not multipart and outcomes[0].error is not None:

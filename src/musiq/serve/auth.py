@@ -23,8 +23,10 @@ def check_api_key(request: Request, expected: str | None) -> None:
     if expected is None:
         return
     given = presented_key(request)
-    if given is None or not hmac.compare_digest(given.encode("utf-8"),
-                                                expected.encode("utf-8")):
+    if given is None:
         raise HTTPException(
-            401, "missing or invalid API key: send 'Authorization: Bearer KEY' or 'X-API-Key'",
-            headers={"WWW-Authenticate": "Bearer"})
+            401, "missing API key: this server needs one; send 'Authorization: Bearer KEY' "
+                 "or 'X-API-Key: KEY'", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        raise HTTPException(401, "wrong API key: the key sent is not this server's",
+                            headers={"WWW-Authenticate": "Bearer"})

@@ -26,6 +26,18 @@ class ServeConfig:
     timeout_s: float = 60.0
     decode_workers: int = 2
     api_key: str | None = None
+    #: Seconds a client has to send its whole body; admission is taken only after it.
+    body_timeout_s: float = 30.0
+    #: Seconds one image may take to decode and tokenise before its worker is killed.
+    decode_timeout_s: float = 20.0
+    #: Tokens one image may make (all scales); None = no limit. 16,384 takes any image within
+    #: SERVE_MAX_PIXELS at ordinary aspect ratios (16 MP 4:3 = 15.7k) and refuses thin ones.
+    max_tokens: int | None = 16_384
+    #: Host header names accepted (None: the bound host, plus loopback names for a loopback
+    #: bind; ("*",) = any). Browsers send the name they resolved, so this stops DNS rebinding.
+    allowed_hosts: tuple[str, ...] | None = None
+    #: Origins (scheme://host[:port]) besides the server's own that may call it.
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [
@@ -37,6 +49,9 @@ class ServeConfig:
              "max_files must be between 1 and max_queue (a request must be able to fit)"),
             (self.timeout_s > 0, "timeout_s must be > 0"),
             (self.decode_workers >= 1, "decode_workers must be >= 1"),
+            (self.body_timeout_s > 0, "body_timeout_s must be > 0"),
+            (self.decode_timeout_s > 0, "decode_timeout_s must be > 0"),
+            (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1"),
             (self.api_key is None or len(self.api_key) > 0, "api_key must not be empty"),
         ]
         for ok, message in checks:

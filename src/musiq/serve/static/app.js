@@ -2,7 +2,7 @@
 "use strict";
 
 const state = { models: [], limits: null, key: sessionStorage.getItem("musiq-key") || "",
-                results: [] };
+                byModel: {} };
 const $ = (id) => document.getElementById(id);
 
 function headers() {
@@ -38,8 +38,9 @@ function describeRange() {
 async function loadModels() {
   const resp = await fetch("/v1/models", { headers: headers() });
   if (resp.status === 401) {
+    const body = await resp.json().catch(() => ({}));
     $("key-box").hidden = false;
-    $("range").textContent = "this server needs an API key";
+    $("range").textContent = body.detail || "this server needs an API key";
     return;
   }
   if (!resp.ok) { setStatus(`could not load models (${resp.status})`, true); return; }
@@ -57,10 +58,17 @@ async function loadModels() {
     `${(l.max_upload_bytes / 1048576).toFixed(0)} MiB per upload; JPEG, PNG, WebP, TIFF, BMP, GIF.`;
 }
 
+function resultsOf(model) {
+  const key = model ? model.name : "";
+  if (!state.byModel[key]) state.byModel[key] = [];
+  return state.byModel[key];
+}
+
 function render() {
   const list = $("results");
-  const ok = state.results.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
-  const bad = state.results.filter((r) => r.score === null);
+  const shown = resultsOf(currentModel());
+  const ok = shown.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
+  const bad = shown.filter((r) => r.score === null);
   const m = currentModel();
   const range = m && m.score_range;
   const items = [...ok, ...bad].map((r, i) => {
@@ -109,7 +117,7 @@ function render() {
     return li;
   });
   list.replaceChildren(...items);
-  $("clear").hidden = state.results.length === 0;
+  $("clear").hidden = shown.length === 0;
 }
 
 function chunks(files) {
@@ -155,14 +163,16 @@ async function scoreFiles(fileList) {
       if (resp.status === 401) $("key-box").hidden = false;
       return;
     }
+    const results = resultsOf(model);  // the model chosen when the upload started
     body.results.forEach((r, i) => {
-      state.results.push({ ...r, url: URL.createObjectURL(group[i]) });
+      results.push({ ...r, url: URL.createObjectURL(group[i]) });
     });
     done += group.length;
     render();
   }
-  const failed = state.results.filter((r) => r.score === null).length;
-  setStatus(`${state.results.length - failed} image(s) scored by ` +
+  const all = resultsOf(model);
+  const failed = all.filter((r) => r.score === null).length;
+  setStatus(`${all.length - failed} image(s) scored by ` +
             `${model ? model.name : "the model"}` +
             (failed ? `, ${failed} could not be scored` : ""));
 }
@@ -178,16 +188,15 @@ function setup() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); scoreFiles(e.dataTransfer.files); });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter") $("files").click(); });
   $("model").addEventListener("change", () => {
-    // Scores of different models are not comparable: start a fresh list.
-    state.results.forEach((r) => URL.revokeObjectURL(r.url));
-    state.results = [];
+    // Scores of different models are not comparable: each model keeps its own list, and
+    // switching back shows it again (nothing is thrown away).
     describeRange();
     render();
     setStatus("");
   });
   $("clear").addEventListener("click", () => {
-    state.results.forEach((r) => URL.revokeObjectURL(r.url));
-    state.results = [];
+    resultsOf(currentModel()).forEach((r) => URL.revokeObjectURL(r.url));
+    resultsOf(currentModel()).length = 0;
     render();
     setStatus("");
   });

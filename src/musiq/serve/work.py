@@ -1,17 +1,17 @@
-"""One uploaded image through decode (worker thread), the batcher (model thread) and
+"""One uploaded image through decode (a killable worker process), the batcher (model thread) and
 :func:`~musiq.scorer.interpret`, to the entry the client receives."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from ..errors import MusiqError, UnsupportedFormat
 from ..outputs import EXTRA_KEYS
 from ..scorer import Scorer
 from .batcher import Batcher, BatcherStopped
+from .decoding import DecodePool
 from .uploads import Upload
 
 log = logging.getLogger("musiq.serve")
@@ -39,7 +39,7 @@ def image_error_status(error: MusiqError) -> int:
 
 
 async def score_upload(upload: Upload, scorer: Scorer, batcher: Batcher,
-                       decode_pool: Executor, slots: asyncio.Semaphore) -> Outcome:
+                       decode_pool: DecodePool, slots: asyncio.Semaphore) -> Outcome:
     """Decode, batch and interpret one image; every failure becomes an :class:`Outcome`.
 
     ``slots`` bounds the images between decoding and their answer: tokens are many times
@@ -50,26 +50,25 @@ async def score_upload(upload: Upload, scorer: Scorer, batcher: Batcher,
 
 
 async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
-                 decode_pool: Executor) -> Outcome:
-    loop = asyncio.get_running_loop()
+                 decode_pool: DecodePool) -> Outcome:
     out = Outcome(upload.filename)
-    try:
-        # Always bytes: Scorer.tokens would read a path if it were given a str.
-        tokens = await loop.run_in_executor(decode_pool, scorer.tokens, bytes(upload.data))
-    except MusiqError as e:
-        out.error = getattr(e, "reason", None) or str(e)
-        out.status = image_error_status(e)
-        return out
-    except Exception as e:
-        log.exception("decoding %r failed unexpectedly", upload.filename)
-        out.error, out.status = f"internal error while decoding ({type(e).__name__})", 500
+    decoded = await decode_pool.decode(bytes(upload.data))
+    if decoded.tokens is None:
+        out.error, out.status = decoded.error, decoded.status
         return out
     try:
-        logits = await batcher.submit(tokens)
+        logits = await batcher.submit(decoded.tokens)
     except BatcherStopped as e:
         out.error, out.status = str(e), 503
         return out
+    except MemoryError:
+        out.error, out.status = "out of memory in the model (the batch was too large for " \
+                                "this server's memory)", 503
+        return out
     except Exception as e:
+        if "out of memory" in str(e).lower():  # torch reports CUDA/CPU OOM as RuntimeError
+            out.error, out.status = f"out of memory in the model ({type(e).__name__})", 503
+            return out
         out.error, out.status = f"internal error in the model ({type(e).__name__})", 500
         return out
     result = scorer.output.interpret(logits)

@@ -1,0 +1,213 @@
+"""Decode and tokenise uploads in worker processes that can be killed.
+
+A decoder can be made to work for minutes by a small file (a progressive JPEG with thousands
+of empty scans; a 1x999,999 PNG whose native scale is 31,250 tokens). A thread cannot be
+stopped, so each image goes to one of ``decode_workers`` processes and is given a deadline:
+past it, or when its request is cancelled, the process is killed (by its pid), its memory
+goes back to the system, and a fresh process replaces it.
+
+Before tokenising, the worker counts the tokens the image would have from its decoded size
+and refuses it above ``max_tokens``: the model's cost grows with the square of the token
+count, and tokens are ~12 kB each, so this bounds both the model work and the memory one
+image can take, whatever its pixel count.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..decode import load_image
+from ..errors import MusiqError, UnsupportedFormat
+from ..pipeline import PrepareOptions
+from ..preprocess import Tokens, preprocess, target_size
+
+log = logging.getLogger("musiq.serve")
+
+#: Seconds a new worker process may take to import its libraries.
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Decoded:
+    """What a worker sends back: ``tokens``, or ``error`` with the HTTP status it maps to."""
+
+    tokens: Tokens | None = None
+    error: str | None = None
+    status: int = 200
+
+
+class DecodeTimeout(Exception):
+    """The worker did not finish in time; it was killed."""
+
+
+def token_count(height: int, width: int, options: PrepareOptions) -> int:
+    """Tokens of an ``height`` x ``width`` image under ``options`` (all scales), exactly as
+    :func:`~musiq.preprocess.preprocess` would make them."""
+    cfg = options.config
+    p = cfg.patch_size
+    n = 0
+    for side in cfg.longer_side_lengths:
+        rh, rw = target_size(height, width, side)
+        n += math.ceil(rh / p) * math.ceil(rw / p)
+    native = math.ceil(height / p) * math.ceil(width / p)
+    if cfg.max_seq_len_from_original_res > 0:
+        native = min(native, cfg.max_seq_len_from_original_res)
+    return n + native
+
+
+def decode_one(data: bytes, options: PrepareOptions, max_tokens: int | None) -> Decoded:
+    """Decode, check the token count, tokenise; every failure becomes ``error``."""
+    try:
+        rgb = load_image(data, max_pixels=options.max_pixels,
+                         exif_transpose=options.exif_transpose)
+        h, w = rgb.shape[:2]
+        if max_tokens is not None:
+            n = token_count(h, w, options)
+            if n > max_tokens:
+                return Decoded(error=f"image of {w}x{h} pixels would make {n:,} tokens, above "
+                                     f"this server's limit of {max_tokens:,} per image",
+                               status=422)
+        return Decoded(tokens=preprocess(rgb, options.config, "<upload>"))
+    except MusiqError as e:
+        return Decoded(error=getattr(e, "reason", None) or str(e),
+                       status=415 if isinstance(e, UnsupportedFormat) else 422)
+    except MemoryError:
+        return Decoded(error="out of memory while decoding this image (the server has too "
+                             "little memory for it; try a smaller image)", status=503)
+    except Exception as e:  # one odd file must not take the worker down
+        return Decoded(error=f"internal error while decoding ({type(e).__name__}: {e})",
+                       status=500)
+
+
+def _worker_main(conn, options: PrepareOptions, max_tokens: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    try:
+        import torch  # imported by musiq anyway; one thread: decoding is element-wise NumPy
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+    import numpy as np
+    preprocess(np.zeros((32, 32, 3), np.uint8), options.config)  # first-call costs, now
+    conn.send_bytes(b"ready")  # imports done: the deadline of the first image starts now
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send(decode_one(data, options, max_tokens))
+
+
+class _Worker:
+    def __init__(self, ctx, options: PrepareOptions, max_tokens: int | None) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, options, max_tokens),
+                                name="musiq-decode", daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self._lock = threading.Lock()
+
+    def check_ready(self) -> bool:
+        """Non-blocking: has the process finished starting?"""
+        if self.ready or not self._lock.acquire(blocking=False):
+            return self.ready
+        try:
+            if self.conn.poll(0):
+                self.conn.recv_bytes()
+                self.ready = True
+        except (EOFError, OSError):
+            pass
+        finally:
+            self._lock.release()
+        return self.ready
+
+    def roundtrip(self, data: bytes, timeout: float) -> Decoded:
+        """Blocking: send the bytes, wait at most ``timeout`` s for the answer."""
+        with self._lock:  # a fresh process may still be importing: not the image's time
+            if not self.ready:
+                if not self.conn.poll(STARTUP_TIMEOUT_S):
+                    raise DecodeTimeout
+                self.conn.recv_bytes()
+                self.ready = True
+        self.conn.send_bytes(data)
+        if not self.conn.poll(timeout):
+            raise DecodeTimeout
+        return self.conn.recv()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()  # SIGKILL by pid: a decoder stuck in C code ignores anything else
+        self.proc.join(5)
+        self.conn.close()
+
+
+class DecodePool:
+    """``workers`` decode processes; :meth:`decode` awaits one image's :class:`Decoded`."""
+
+    def __init__(self, workers: int, options: PrepareOptions, *, timeout_s: float,
+                 max_tokens: int | None) -> None:
+        self.options, self.timeout_s, self.max_tokens = options, timeout_s, max_tokens
+        # spawn: the server holds threads and a loaded model; forking that is unsafe.
+        self._ctx = multiprocessing.get_context("spawn")
+        self._io = ThreadPoolExecutor(workers, thread_name_prefix="musiq-decode-io")
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._workers = workers
+        #: Workers killed (deadline or cancelled request) since start; for tests and logs.
+        self.killed = 0
+
+    def _spawn(self) -> None:
+        w = _Worker(self._ctx, self.options, self.max_tokens)
+        self._all.add(w)
+        self._idle.put_nowait(w)
+
+    def start(self) -> None:
+        for _ in range(self._workers):
+            self._spawn()
+
+    def ready(self) -> bool:
+        """At least one worker has started (or is busy, hence started)."""
+        return any(w.check_ready() for w in list(self._all))
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self._all]
+
+    async def decode(self, data: bytes) -> Decoded:
+        """The image's tokens or error; ``Decoded(status=504)`` past the deadline."""
+        loop = asyncio.get_running_loop()
+        worker = await self._idle.get()
+        healthy = False
+        try:
+            result = await loop.run_in_executor(self._io, worker.roundtrip, data,
+                                                self.timeout_s)
+            healthy = True
+            return result
+        except DecodeTimeout:
+            log.warning("decoding took longer than %g s; worker %d killed", self.timeout_s,
+                        worker.proc.pid)
+            return Decoded(error=f"decoding took longer than the limit of {self.timeout_s:g} s "
+                                 "(the image is too costly to decode)", status=422)
+        except (EOFError, OSError, BrokenPipeError):
+            return Decoded(error="the decoding process ended unexpectedly (out of memory?)",
+                           status=503)
+        finally:
+            if healthy:
+                self._idle.put_nowait(worker)
+            else:  # timed out, crashed, or its request was cancelled mid-work: kill it
+                self.killed += 1
+                self._all.discard(worker)
+                worker.proc.kill()  # now, even while this task is being cancelled
+                loop.run_in_executor(None, worker.kill)  # reap it off the event loop
+                self._spawn()
+
+    def stop(self) -> None:
+        for w in list(self._all):
+            w.kill()
+        self._all.clear()
+        self._io.shutdown(wait=False, cancel_futures=True)
