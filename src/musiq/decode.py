@@ -21,7 +21,6 @@ import io
 import os
 import stat
 import warnings
-from pathlib import Path
 from typing import Union
 
 import numpy as np

@@ -192,6 +192,20 @@ def normalise(rgb: np.ndarray) -> np.ndarray:
     return x * np.float32(2.0) - np.float32(1.0)
 
 
+def token_count(height: int, width: int, config: PreprocessConfig = MULTI_SCALE) -> int:
+    """Valid tokens :func:`preprocess` makes of a ``height`` x ``width`` image (all scales),
+    from its size alone: what a caller checks before decoding."""
+    p = config.patch_size
+    n = 0
+    for side in config.longer_side_lengths:
+        rh, rw = target_size(height, width, side)
+        n += math.ceil(rh / p) * math.ceil(rw / p)
+    native = math.ceil(height / p) * math.ceil(width / p)
+    if config.max_seq_len_from_original_res > 0:
+        native = min(native, config.max_seq_len_from_original_res)
+    return n + native
+
+
 def preprocess(rgb: np.ndarray, config: PreprocessConfig = MULTI_SCALE,
                source: str = "<array>") -> Tokens:
     """Tokens of one ``(H, W, 3)`` uint8 image for the given configuration."""

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from typing import IO, Iterator
+from typing import Iterator
 
 import torch
 from tqdm import tqdm

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from .. import __version__
-from ..pipeline import PrepareOptions
+from ..preprocessor import Preprocessor
 from ..scorer import Scorer
 from .auth import check_api_key
 from .batcher import Batcher
@@ -85,7 +85,7 @@ class Service:
         self.metrics.queue_depth.read_from(lambda: self.admission.depth)
         self.metrics.inflight.read_from(lambda: self.inflight)
         # One pool of decode processes per preprocessing (multi- and single-scale differ).
-        self.decode_pools: dict[PrepareOptions, DecodePool] = {}
+        self.decode_pools: dict[Preprocessor, DecodePool] = {}
         for s in scorers:
             opts = self.options(s)
             if opts not in self.decode_pools:
@@ -100,8 +100,8 @@ class Service:
                          for name, s in self.scorers.items()}
 
     @staticmethod
-    def options(scorer: Scorer) -> PrepareOptions:
-        return PrepareOptions(scorer.preprocess_config, scorer.max_pixels, scorer.exif_transpose)
+    def options(scorer: Scorer) -> Preprocessor:
+        return scorer.preprocessor
 
     def readiness(self) -> str | None:
         """Why scoring cannot proceed now, or None (read from the scoring loops)."""

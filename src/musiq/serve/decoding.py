@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import multiprocessing
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..decode import load_image
 from ..errors import MusiqError, UnsupportedFormat
-from ..pipeline import PrepareOptions
-from ..preprocess import Tokens, preprocess, target_size
+from ..preprocess import Tokens, token_count
+from ..preprocessor import Preprocessor
 
 log = logging.getLogger("musiq.serve")
 
@@ -46,34 +44,18 @@ class DecodeTimeout(Exception):
     """The worker did not finish in time; it was killed."""
 
 
-def token_count(height: int, width: int, options: PrepareOptions) -> int:
-    """Tokens of an ``height`` x ``width`` image under ``options`` (all scales), exactly as
-    :func:`~musiq.preprocess.preprocess` would make them."""
-    cfg = options.config
-    p = cfg.patch_size
-    n = 0
-    for side in cfg.longer_side_lengths:
-        rh, rw = target_size(height, width, side)
-        n += math.ceil(rh / p) * math.ceil(rw / p)
-    native = math.ceil(height / p) * math.ceil(width / p)
-    if cfg.max_seq_len_from_original_res > 0:
-        native = min(native, cfg.max_seq_len_from_original_res)
-    return n + native
-
-
-def decode_one(data: bytes, options: PrepareOptions, max_tokens: int | None) -> Decoded:
+def decode_one(data: bytes, options: Preprocessor, max_tokens: int | None) -> Decoded:
     """Decode, check the token count, tokenise; every failure becomes ``error``."""
     try:
-        rgb = load_image(data, max_pixels=options.max_pixels,
-                         exif_transpose=options.exif_transpose)
+        rgb = options.pixels(data)
         h, w = rgb.shape[:2]
         if max_tokens is not None:
-            n = token_count(h, w, options)
+            n = token_count(h, w, options.config)
             if n > max_tokens:
                 return Decoded(error=f"image of {w}x{h} pixels would make {n:,} tokens, above "
                                      f"this server's limit of {max_tokens:,} per image",
                                status=422)
-        return Decoded(tokens=preprocess(rgb, options.config, "<upload>"))
+        return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
     except MusiqError as e:
         return Decoded(error=getattr(e, "reason", None) or str(e),
                        status=415 if isinstance(e, UnsupportedFormat) else 422)
@@ -85,7 +67,7 @@ def decode_one(data: bytes, options: PrepareOptions, max_tokens: int | None) -> 
                        status=500)
 
 
-def _worker_main(conn, options: PrepareOptions, max_tokens: int | None) -> None:
+def _worker_main(conn, options: Preprocessor, max_tokens: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     try:
         import torch  # imported by musiq anyway; one thread: decoding is element-wise NumPy
@@ -93,7 +75,7 @@ def _worker_main(conn, options: PrepareOptions, max_tokens: int | None) -> None:
     except Exception:  # pragma: no cover
         pass
     import numpy as np
-    preprocess(np.zeros((32, 32, 3), np.uint8), options.config)  # first-call costs, now
+    options.tokens_of_pixels(np.zeros((32, 32, 3), np.uint8))  # first-call costs, now
     conn.send_bytes(b"ready")  # imports done: the deadline of the first image starts now
     while True:
         try:
@@ -104,7 +86,7 @@ def _worker_main(conn, options: PrepareOptions, max_tokens: int | None) -> None:
 
 
 class _Worker:
-    def __init__(self, ctx, options: PrepareOptions, max_tokens: int | None) -> None:
+    def __init__(self, ctx, options: Preprocessor, max_tokens: int | None) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, options, max_tokens),
                                 name="musiq-decode", daemon=True)
@@ -150,7 +132,7 @@ class _Worker:
 class DecodePool:
     """``workers`` decode processes; :meth:`decode` awaits one image's :class:`Decoded`."""
 
-    def __init__(self, workers: int, options: PrepareOptions, *, timeout_s: float,
+    def __init__(self, workers: int, options: Preprocessor, *, timeout_s: float,
                  max_tokens: int | None) -> None:
         self.options, self.timeout_s, self.max_tokens = options, timeout_s, max_tokens
         # spawn: the server holds threads and a loaded model; forking that is unsafe.
