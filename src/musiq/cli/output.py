@@ -99,10 +99,21 @@ class JsonArrayWriter(Writer):
         self.out.flush()
 
 
+def model_line(model: str | None, score_range: tuple[float, float] | None) -> str:
+    """``model koniq, scores 0 to 100`` (the table's first line)."""
+    if not model:
+        return ""
+    rng = (f", scores {score_range[0]:g} to {score_range[1]:g}" if score_range is not None
+           else "")
+    return f"model {model}{rng}\n"
+
+
 class TableWriter(Writer):
-    def __init__(self, out: IO[str], width: int) -> None:
+    def __init__(self, out: IO[str], width: int, model: str | None = None,
+                 score_range: tuple[float, float] | None = None) -> None:
         super().__init__(out)
         self.width = max(width, 4)
+        self.out.write(model_line(model, score_range))
         self.out.write(f"{'path':<{self.width}}  {'score':>11}  info\n")
 
     def render(self, p: Prediction) -> str:
@@ -133,8 +144,10 @@ class SeedWriter(Writer):
 
 
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
-                header: bool = True) -> Writer:
-    """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``."""
+                header: bool = True, model: str | None = None,
+                score_range: tuple[float, float] | None = None) -> Writer:
+    """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``; the table names
+    ``model`` and its ``score_range`` on its first line."""
     if fmt == "csv":
         return CsvWriter(out, kind, header=header)
     if fmt == "jsonl":
@@ -143,7 +156,7 @@ def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: b
         return JsonArrayWriter(out)
     if fmt == "seed":
         return SeedWriter(out, several)
-    return TableWriter(out, width)
+    return TableWriter(out, width, model, score_range)
 
 
 def file_format(path: str) -> str:

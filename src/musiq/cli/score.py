@@ -8,6 +8,10 @@ failure), ``error`` (null on success), plus ``distribution``/``std`` (AVA) or ``
 Large runs: ``--output results.csv|.jsonl`` appends a flushed row per image as it finishes,
 ``--resume`` skips the images already in that file, ``--workers`` decodes and preprocesses in
 parallel processes, and images of mixed sizes are batched by length.
+
+Provenance: ``--output OUT`` also writes ``OUT.meta.json`` (model, checkpoint SHA-256, musiq
+version, precision, preprocessing; :mod:`musiq.provenance`); ``--resume`` refuses, leaving
+the file untouched, an output made with another checkpoint, precision or preprocessing.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
 from .inputs import IMAGE_SUFFIXES, expand, read_list  # noqa: F401  (IMAGE_SUFFIXES: API)
+from ..provenance import check_resume, write_sidecar
 from .output import done_paths, file_format, make_writer
 
 MAX_LISTED_FAILURES = 20
@@ -123,20 +128,27 @@ def run(args: argparse.Namespace) -> int:
             raise MusiqError(f"--output {args.output} exists: add --resume to go on with it "
                              "or --overwrite to replace it")
         header = True
+        provenance = scorer.provenance()
         if exists and args.resume:
+            if check_resume(args.output, provenance) is None:
+                print(f"musiq score: warning: {args.output} has no provenance record "
+                      f"({args.output}.meta.json); cannot check it was made by this model",
+                      file=sys.stderr)
             done = done_paths(args.output, fmt, scorer.kind)
             before = len(files)
             files = [f for f in files if os.path.normpath(f) not in done]
             skipped = before - len(files)
             header = False
         out_file = open(args.output, "a" if args.resume else "w", encoding="utf-8", newline="")
+        write_sidecar(args.output, provenance)
         writers.append(make_writer(fmt, out_file, kind=scorer.kind, header=header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
         writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
                                    width=max((len(f) for f in files), default=4),
-                                   several=len(files) > 1))
+                                   several=len(files) > 1, model=scorer.name,
+                                   score_range=scorer.score_range))
 
     workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
