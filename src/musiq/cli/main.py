@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import MusiqError
 
-COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "explain"]
+COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "report", "explain"]
 
 
 def build_parser() -> argparse.ArgumentParser:
