@@ -54,11 +54,15 @@ class Prediction:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, provenance: dict | None = None) -> dict:
+        """JSON-ready fields; ``provenance`` (from :meth:`Scorer.provenance`) is added under
+        the key ``provenance`` when given."""
         d = asdict(self)
         d = {"path": d.pop("source"), **d}
-        return {k: v for k, v in d.items()
-                if v is not None or k in ("path", "score", "error")}
+        out = {k: v for k, v in d.items() if v is not None or k in ("path", "score", "error")}
+        if provenance is not None:
+            out["provenance"] = provenance
+        return out
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -205,6 +209,12 @@ class Scorer:
                 "single_scale": self.variant.single_scale, "score_range": self.score_range,
                 "lower_better": self.lower_better,
                 "dataset": self.info.dataset if self.info else None}
+
+    def provenance(self) -> dict:
+        """What makes this scorer's outputs: model, checkpoint SHA-256, musiq version,
+        precision, preprocessing (see :mod:`musiq.provenance`)."""
+        from .provenance import describe
+        return describe(self)
 
     # -- core steps ----------------------------------------------------------------------
     def tokens(self, image: ImageInput) -> Tokens:

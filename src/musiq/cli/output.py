@@ -112,10 +112,21 @@ class JsonArrayWriter(Writer):
         self.out.flush()
 
 
+def model_line(model: str | None, score_range: tuple[float, float] | None) -> str:
+    """``model koniq, scores 0 to 100`` (the table's first line)."""
+    if not model:
+        return ""
+    rng = (f", scores {score_range[0]:g} to {score_range[1]:g}" if score_range is not None
+           else "")
+    return f"model {model}{rng}\n"
+
+
 class TableWriter(Writer):
-    def __init__(self, out: IO[str], width: int) -> None:
+    def __init__(self, out: IO[str], width: int, model: str | None = None,
+                 score_range: tuple[float, float] | None = None) -> None:
         super().__init__(out)
         self.width = max(width, 4)
+        self.out.write(model_line(model, score_range))
         self.out.write(f"{'path':<{self.width}}  {'score':>11}  info\n")
 
     def render(self, p: Prediction) -> str:
@@ -147,8 +158,10 @@ class SeedWriter(Writer):
 
 
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
-                header: bool = True) -> Writer:
-    """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``."""
+                header: bool = True, model: str | None = None,
+                score_range: tuple[float, float] | None = None) -> Writer:
+    """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``; the table names
+    ``model`` and its ``score_range`` on its first line."""
     if fmt == "csv":
         return CsvWriter(out, kind, header=header)
     if fmt == "jsonl":
@@ -157,7 +170,7 @@ def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: b
         return JsonArrayWriter(out)
     if fmt == "seed":
         return SeedWriter(out, several)
-    return TableWriter(out, width)
+    return TableWriter(out, width, model, score_range)
 
 
 def file_format(path: str) -> str:
@@ -202,6 +215,17 @@ class OutputFile:
     file: IO[str]
     rows: list[ResultRow] = field(default_factory=list)
     header: list[str] | None = None
+    #: Bytes to keep when a crash cut the last row (removed by :meth:`repair`, so a resume
+    #: that is then refused, for another model say, leaves the file untouched).
+    cut_at: int | None = None
+
+    def repair(self) -> None:
+        """Remove a row a crash cut short, so appending goes on cleanly."""
+        if self.cut_at is not None:
+            self.file.seek(0)
+            self.file.truncate(self.cut_at)
+            self.file.seek(0, os.SEEK_END)
+            self.cut_at = None
 
     def check_kind(self, kind: str) -> None:
         """Raise when a resumed CSV was written for another kind of model."""
@@ -288,10 +312,9 @@ def _read_rows(out: OutputFile) -> None:
         records, keep = csv_records(text)
     else:
         keep = text.rfind("\n") + 1
-    if keep < len(text):  # a row cut by a crash: removed, appending goes on cleanly
+    if keep < len(text):  # a row cut by a crash: removed by OutputFile.repair
         text = text[:keep]
-        f.seek(0)
-        f.truncate(len(text.encode(ENCODING, ERRORS)))
+        out.cut_at = len(text.encode(ENCODING, ERRORS))
     f.seek(0, os.SEEK_END)
     if out.fmt == "jsonl":
         for n, line in enumerate(text.splitlines(keepends=True), 1):

@@ -8,6 +8,10 @@ failure), ``error`` (null on success), plus ``distribution``/``std`` (AVA) or ``
 Large runs: ``--output results.csv|.jsonl`` appends a flushed row per image as it finishes,
 ``--resume`` skips the images already in that file, ``--workers`` decodes and preprocesses in
 parallel processes, and images of mixed sizes are batched by length.
+
+Provenance: ``--output OUT`` also writes ``OUT.meta.json`` (model, checkpoint SHA-256, musiq
+version, precision, preprocessing; :mod:`musiq.provenance`); ``--resume`` refuses, leaving
+the file untouched, an output made with another checkpoint, precision or preprocessing.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from tqdm import tqdm
 from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
+from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
 from .output import make_writer, open_output
 
@@ -146,7 +151,16 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     writers = []
     skipped = 0
     if output is not None:
+        provenance = scorer.provenance()
+        if args.resume and (output.rows or output.header is not None
+                            or output.cut_at is not None):
+            # Before the file is changed in any way: a refused resume leaves it untouched.
+            if check_resume(output.path, provenance) is None:
+                print(f"musiq score: warning: {output.path} has no provenance record "
+                      f"({output.path}.meta.json); cannot check it was made by this model",
+                      file=sys.stderr)
         output.check_kind(scorer.kind)
+        output.repair()
         if args.retry_failed:
             output.drop_failed()
         header = not output.rows and output.header is None
@@ -156,13 +170,15 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
             files = [f for f in files if resolved(f) not in done]
             problems = [p for p in problems if resolved(p.source) not in done]
             skipped = before - len(files) - len(problems)
+        write_sidecar(output.path, provenance)
         writers.append(make_writer(output.fmt, output.file, kind=scorer.kind, header=header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
         writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
                                    width=max((len(f) for f in files), default=4),
-                                   several=len(files) + len(problems) > 1))
+                                   several=len(files) + len(problems) > 1,
+                                   model=scorer.name, score_range=scorer.score_range))
 
     workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1

@@ -1,0 +1,143 @@
+"""What made an output: model, checkpoint SHA-256, musiq version, precision, preprocessing.
+
+Every result file records its provenance so scores from different checkpoints or settings
+are never mixed without a trace:
+
+* CSV and JSON lines: a sidecar ``OUT.meta.json`` next to ``OUT`` (the data file itself stays
+  plain, so every CSV/JSONL reader keeps working);
+* Parquet: the same object as JSON under the schema metadata key ``musiq``.
+
+``--resume`` compares the settings that change scores (:data:`SCORE_FIELDS`) and refuses to
+append to a file written with other ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import MusiqError
+
+#: Fields whose difference makes two runs' scores incomparable.
+SCORE_FIELDS = ("checkpoint_sha256", "precision", "preprocessing")
+SIDECAR_SUFFIX = ".meta.json"
+PARQUET_KEY = b"musiq"
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, hashed once per (path, size, mtime) in this process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _hash_cache:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _hash_cache[key] = h.hexdigest()
+    return _hash_cache[key]
+
+
+def describe(scorer: Any) -> dict:
+    """Provenance of a :class:`musiq.Scorer`'s outputs (a JSON-ready dict).
+
+    ``score_range`` is ``[low, high]`` in the model's units (None for ImageNet);
+    ``preprocessing`` holds the resized scales (px, longer side), patch size (px), hashed grid,
+    native token cap (-1 = none), pixel limit and EXIF handling.
+    """
+    from . import __version__
+
+    cfg = scorer.preprocess_config
+    rng = scorer.score_range
+    return {
+        "musiq_version": __version__,
+        "model": scorer.name,
+        "kind": scorer.kind,
+        "num_classes": scorer.variant.num_classes,
+        "score_range": list(rng) if rng is not None else None,
+        "checkpoint": str(scorer.path) if scorer.path else None,
+        "checkpoint_sha256": file_sha256(scorer.path) if scorer.path else None,
+        "precision": scorer.precision,
+        "preprocessing": {
+            "longer_side_lengths": list(cfg.longer_side_lengths),
+            "patch_size": cfg.patch_size,
+            "hse_grid_size": cfg.hse_grid_size,
+            "max_seq_len_from_original_res": cfg.max_seq_len_from_original_res,
+            "max_pixels": scorer.max_pixels,
+            "exif_transpose": bool(scorer.exif_transpose),
+        },
+    }
+
+
+def sidecar_path(output: str | os.PathLike) -> Path:
+    """``OUT.meta.json`` for an output file ``OUT``."""
+    return Path(os.fspath(output) + SIDECAR_SUFFIX)
+
+
+def write_sidecar(output: str | os.PathLike, provenance: dict) -> Path:
+    """Write ``OUT.meta.json`` atomically and return its path."""
+    path = sidecar_path(output)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_provenance(output: str | os.PathLike) -> dict | None:
+    """The provenance recorded for an output file, or None when it has none.
+
+    Reads the Parquet schema metadata for ``.parquet`` files (needs pyarrow), else the
+    sidecar. Raises :class:`MusiqError` when the record exists but cannot be read.
+    """
+    output = Path(output)
+    if output.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            return None
+        meta = pq.read_schema(output).metadata or {}
+        raw = meta.get(PARQUET_KEY)
+        return json.loads(raw) if raw else None
+    path = sidecar_path(output)
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise MusiqError(f"{path}: cannot read the provenance record ({e})") from None
+    if not isinstance(data, dict):
+        raise MusiqError(f"{path}: the provenance record is not a JSON object")
+    return data
+
+
+def mismatches(recorded: dict, current: dict) -> list[str]:
+    """Human-readable differences in :data:`SCORE_FIELDS` (empty when compatible)."""
+    out = []
+    for key in SCORE_FIELDS:
+        if recorded.get(key) != current.get(key):
+            out.append(f"{key}: file has {json.dumps(recorded.get(key))}, "
+                       f"this run has {json.dumps(current.get(key))}")
+    return out
+
+
+def check_resume(output: str | os.PathLike, current: dict) -> dict | None:
+    """Raise :class:`MusiqError` if ``output`` was written with other scoring settings.
+
+    Returns the recorded provenance (None for a file written before provenance existed, which
+    cannot be checked).
+    """
+    recorded = read_provenance(output)
+    if recorded is None:
+        return None
+    diff = mismatches(recorded, current)
+    if diff:
+        raise MusiqError(
+            f"--resume: {output} was written by another model or settings "
+            f"(model {recorded.get('model')!r}); its scores would be mixed with this run's. "
+            f"Differences: {'; '.join(diff)}. The file is left untouched: use another "
+            "--output, or --overwrite to replace it")
+    return recorded
