@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from conftest import GOLDEN, ROOT
+from conftest import GOLDEN, write_checkpoint, ROOT
 
 import musiq
 from musiq.provenance import file_sha256, read_provenance, sidecar_path
@@ -40,9 +40,7 @@ def test_sidecar_records_what_made_the_output(ckpt_1class, tmp_path):
 
 def test_resume_refuses_another_checkpoint_and_leaves_file_untouched(ckpt_1class, tmp_path):
     other = tmp_path / "other.npz"
-    subprocess.run([sys.executable, str(GOLDEN.parent / "tools" / "make_checkpoint.py"),
-                    str(other), "--classes", "1", "--seed", "7"], check=True,
-                   capture_output=True)
+    write_checkpoint(other, "--classes", "1", "--seed", "7")
     assert file_sha256(other) != file_sha256(ckpt_1class)
     out = tmp_path / "scores.jsonl"
     assert cli("score", A, "--model", ckpt_1class, "-o", out).returncode == 0

@@ -25,12 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import HEADS
-from .decode import ImageInput, load_image
+from .decode import ImageInput, source_name
 from .errors import MusiqError
-from .pipeline import source_name
-from .preprocess import Tokens, preprocess
-from .scorer import Scorer, interpret
+from .preprocess import Tokens
+from .scorer import Scorer
 
 METHODS = ("occlusion", "rollout")
 #: Default occlusion grid: at most this many cells along the longer side.
@@ -77,7 +75,7 @@ def _scores(scorer: Scorer, tokens: list[Tokens]) -> list[float]:
     per = max(1, scorer.max_batch_tokens // max(len(tokens[0]), 1))
     for i in range(0, len(tokens), per):
         for row in scorer.logits(tokens[i:i + per]):
-            out.append(float(interpret(row, scorer.kind)["score"]))
+            out.append(float(scorer.output.interpret(row)["score"]))
     return out
 
 
@@ -103,7 +101,9 @@ def occlusion(scorer: Scorer, rgb: np.ndarray, cell: int, base: float) -> list[l
     chunk = 16  # occluded images held at once (memory)
     for i in range(0, len(cells), chunk):
         part = cells[i:i + chunk]
-        toks = [preprocess(occluded_image(rgb, r, c, cell, cfg.patch_size), cfg) for r, c in part]
+        toks = [scorer.preprocessor.tokens_of_pixels(occluded_image(rgb, r, c, cell,
+                                                                  cfg.patch_size))
+                for r, c in part]
         for (r, c), s in zip(part, _scores(scorer, toks)):
             out[r, c] = base - s
     return out.tolist()
@@ -119,8 +119,9 @@ def rollout(scorer: Scorer, tokens: Tokens, cell: int) -> list[list[float]]:
         x = args[0].float()
         b, s, d = x.shape
         qkv = torch.nn.functional.linear(x, module.qkv.weight.float(), module.qkv.bias.float())
-        q, k, _ = qkv.view(b, s, 3, HEADS, d // HEADS).permute(2, 0, 3, 1, 4)
-        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // HEADS), dim=-1)
+        h = module.heads
+        q, k, _ = qkv.view(b, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)
         a = a[0].mean(0).double() + torch.eye(s, dtype=torch.float64)
         a = a / a.sum(-1, keepdim=True)
         state["r"] = a @ state["r"]
@@ -157,9 +158,9 @@ def explain(scorer: Scorer, image: ImageInput, *, methods: tuple[str, ...] = ("o
     if cell is not None and cell < 1:
         raise MusiqError("--cell must be a positive number of patches")
     source = source_name(image)
-    rgb = load_image(image, max_pixels=scorer.max_pixels, exif_transpose=scorer.exif_transpose)
+    rgb = scorer.preprocessor.pixels(image)
     cfg = scorer.preprocess_config
-    tokens = preprocess(rgb, cfg, source)
+    tokens = scorer.preprocessor.tokens_of_pixels(rgb, source)
     h, w = rgb.shape[:2]
     gh, gw, top, left = _native_grid(h, w, cfg.patch_size)
     cell = cell or max(1, -(-max(gh, gw) // DEFAULT_CELLS))
