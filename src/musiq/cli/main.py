@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import MusiqError
 
-COMMANDS = ["score", "models", "download", "evaluate", "train", "serve"]
+COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "export", "tokens"]
 
 
 def build_parser() -> argparse.ArgumentParser:
