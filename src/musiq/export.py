@@ -20,7 +20,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from torch import nn
 
 from .errors import MusiqError
 from .model import Musiq
+
+if TYPE_CHECKING:
+    from .preprocess import Tokens
 
 #: Opset of the written file (ONNX Runtime >= 1.14 runs it).
 OPSET = 18
@@ -147,3 +150,19 @@ class OnnxRuntimeModel:
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(tokens, dtype=np.float32)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def pad_tokens(tokens: "Sequence[Tokens]") -> np.ndarray:
+    """Several images' valid tokens as one padded ``(B, longest, 3075)`` float32 array (mask 1
+    on valid rows, all-zero padding rows): the exported model's input without the original's
+    per-scale padding."""
+    longest = max(len(t) for t in tokens)
+    features = tokens[0].patches.shape[1]
+    out = np.zeros((len(tokens), longest, features + 3), np.float32)
+    for i, t in enumerate(tokens):
+        n = len(t)
+        out[i, :n, :features] = t.patches
+        out[i, :n, features] = t.positions
+        out[i, :n, features + 1] = t.scale_ids
+        out[i, :n, features + 2] = 1.0
+    return out

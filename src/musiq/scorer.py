@@ -120,7 +120,7 @@ class Scorer:
                  info: ModelInfo | None = None, device: torch.device | None = None,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, exif_transpose: bool = False,
                  max_batch_tokens: int | None = None, precision: str = "fp32",
-                 compile: bool = False) -> None:
+                 compile: bool = False, backend: str = "torch") -> None:
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
         if self.device.type == "cuda":
@@ -142,6 +142,24 @@ class Scorer:
             raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
                              f"not {precision!r}")
         self.precision = precision
+        self.backend = None  # None: the torch model; else an object with logits(tokens)
+        if backend != "torch":
+            self.use_backend(backend)
+
+    def use_backend(self, name: str, threads: int | None = None) -> None:
+        """Run forward passes on ``torch`` (default) or ``onnxruntime`` (CPU, fp32: the
+        model exported to ONNX once and cached; see :mod:`musiq.backend`)."""
+        from .backend import BACKENDS, OnnxRuntimeBackend
+        if name not in BACKENDS:
+            raise MusiqError(f"backend must be one of {', '.join(BACKENDS)}, not {name!r}")
+        if name == "torch":
+            self.backend = None
+            return
+        if self.device.type != "cpu":
+            raise MusiqError(f"the {name} backend runs on CPU only (use --device cpu)")
+        if self.precision != "fp32":
+            raise MusiqError(f"the {name} backend runs fp32 only (not {self.precision})")
+        self.backend = OnnxRuntimeBackend(self.model, self.path, threads=threads)
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
@@ -187,6 +205,10 @@ class Scorer:
         fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
+        if self.backend is not None:
+            if self.precision != "fp32":
+                raise MusiqError(f"the {self.backend.name} backend runs fp32 only")
+            return self.backend.logits(tokens)
         batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self._forward(batch).float().cpu().numpy()
 
@@ -287,7 +309,8 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
     ``options`` go to :class:`Scorer` (``max_pixels``, ``exif_transpose``, ``max_batch_tokens``,
     ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or ``"fp16"``; ``compile``:
-    ``torch.compile`` the patch stem, for GPUs).
+    ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"`` (default) or
+    ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra).
     """
     info: ModelInfo | None = None
     text = os.fspath(model)

@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the patch stem (GPU: 3x faster in bf16 after a ~10 s "
                         "compile; needs a working Triton/C++ toolchain)")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default) or onnxruntime: CPU fp32, same scores within float32 "
+                        "rounding, faster on CPU; exports the model once to a cache (needs "
+                        "the onnx extra; docs/performance.md)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
@@ -112,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     scorer.precision = args.precision
     if args.compile:
         scorer.compile_stem()
+    if args.backend != "torch":
+        scorer.use_backend(args.backend, threads=args.threads)
 
     out_file: IO[str] | None = None
     writers = []
