@@ -59,6 +59,14 @@ def matmul_gflops(size: int = 2048, repeats: int = 7) -> float:
     return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def make_image(path: Path, w: int, h: int, seed: int = 0) -> None:
     """A photo-like JPEG: smooth colour fields plus grain (q90)."""
     import simplejpeg
@@ -88,6 +96,7 @@ def main() -> None:
     ap.add_argument("--pyiqa-python", help="python of a venv with pyiqa (omit to skip pyiqa)")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--no-bf16", action="store_true")
+    ap.add_argument("--no-ort", action="store_true", help="skip the onnxruntime backend")
     ap.add_argument("--rounds", type=int, help="override the rounds per size")
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--render", type=Path, help="print the table of a --json-out file")
@@ -101,6 +110,10 @@ def main() -> None:
     ckpt = tmp / "ckpt.npz"
     subprocess.run([sys.executable, str(ROOT / "tests" / "checkpoints.py"),
                     str(ckpt), "--classes", "1"], check=True)
+    ort = not a.no_ort and _has_onnxruntime()
+    if ort:  # export once (cached), so that the timed loads are the cached path
+        os.environ["MUSIQ_ONNX_CACHE"] = str(tmp / "onnx")
+        musiq.load(ckpt, device="cpu", backend="onnxruntime")
     roof = [matmul_gflops()]
     print(f"matmul roofline (fp32, 2048^3, {os.cpu_count()} cores): {roof[0]:.0f} GFLOP/s; "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
@@ -121,6 +134,8 @@ def main() -> None:
             variants.append(("ours-single", "fp32", py))
         if not a.no_bf16 and not huge:
             variants.append(("ours-batched", "bf16", py))
+        if ort and not huge:
+            variants.append(("ours-ort", "fp32", py))
         if a.pyiqa_python and with_pyiqa:
             variants.append(("pyiqa", "fp32", a.pyiqa_python))
         for _ in range(rounds):
@@ -138,6 +153,8 @@ def main() -> None:
                          "images_per_s": ips, "s_per_image": 1 / ips,
                          "gflops": gflop * ips, "peak_rss_gb": max(r["peak_rss_gb"] for r in rs),
                          "load": statistics.median(r["load_before"] for r in rs),
+                         "load_seconds": statistics.median(r.get("load_seconds", float("nan"))
+                                                           for r in rs),
                          # the rooflines measured just before and after this size
                          "roofline_gflops": (roof[-2] + roof[-1]) / 2})
         report(rows, roof, a.json_out)
@@ -149,8 +166,9 @@ def report(rows: list[dict], roof: list[float], json_out: Path | None) -> None:
     print(f"\nmatmul roofline this run: median {roofline:.0f} GFLOP/s "
           f"(min {min(roof):.0f}, max {max(roof):.0f}); cores {os.cpu_count()}")
     print("\n| image | valid tokens | GFLOP | variant | s/image | images/s | vs pyiqa | "
-          "GFLOP/s | roofline GFLOP/s | % roofline | peak RSS | load |")
-    print("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "GFLOP/s | roofline GFLOP/s | % roofline | peak RSS | model load s | load avg |")
+    print("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: |")
     for r in rows:
         base = next((x for x in rows if x["size"] == r["size"] and x["variant"].startswith(
             "pyiqa")), None)
@@ -161,6 +179,7 @@ def report(rows: list[dict], roof: list[float], json_out: Path | None) -> None:
               f"{r['s_per_image']:.2f} | {r['images_per_s']:.3f} | {vs} | {r['gflops']:.0f} | "
               f"{r.get('roofline_gflops', roofline):.0f} | "
               f"{100 * r['roofline_fraction']:.0f} % | {r['peak_rss_gb']:.2f} GB | "
+              f"{r.get('load_seconds', float('nan')):.2f} | "
               f"{r['load']:.1f} |")
     print("\npyiqa's GFLOP/s use our FLOP count (it also computes padding tokens: more work); "
           "roofline GFLOP/s: the mean of the matmuls measured just before and after that size.")

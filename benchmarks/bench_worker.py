@@ -1,10 +1,10 @@
 """One measurement in its own process (so peak RSS is its own): prints one JSON line.
 
-    python bench_worker.py ours-batched|ours-single|pyiqa --files F... --ckpt C [--precision P]
+    python bench_worker.py ours-batched|ours-single|ours-ort|pyiqa --files F... --ckpt C [--precision P]
 
 ``ours-*`` runs with this checkout's ``musiq``; ``pyiqa`` must run under a Python that has
 pyiqa (``benchmarks/setup_pyiqa.sh``). Times cover decode + preprocess + model (end to end)
-after one warm-up image; the model load is not timed.
+after one warm-up image; the model load is timed apart (``load_seconds``).
 """
 from __future__ import annotations
 
@@ -33,17 +33,23 @@ def run_ours(variant: str, files: list[str], ckpt: str, precision: str, batch: i
              warmup: bool) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import musiq
-    s = musiq.load(ckpt, device="cpu", precision=precision)
+    t_load = time.perf_counter()
+    if variant == "ours-ort":  # the onnxruntime backend (exported file cached beforehand)
+        s = musiq.load(ckpt, device="cpu", backend="onnxruntime")
+    else:
+        s = musiq.load(ckpt, device="cpu", precision=precision)
+    load_s = time.perf_counter() - t_load
     if warmup:
         s.predict(files[0])  # first-call allocations
     t0 = time.perf_counter()
-    if variant == "ours-batched":
+    if variant in ("ours-batched", "ours-ort"):
         preds = list(s.predict_many(files, batch_size=batch))
     else:
         preds = [s.predict(f) for f in files]
     dt = time.perf_counter() - t0
     assert all(p.ok for p in preds), [p.error for p in preds if not p.ok]
-    return {"seconds": dt, "images": len(files), "score0": preds[0].score}
+    return {"seconds": dt, "images": len(files), "score0": preds[0].score,
+            "load_seconds": load_s}
 
 
 def _stub_torchvision_ops() -> None:
@@ -73,7 +79,7 @@ def run_pyiqa(files: list[str], warmup: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("variant", choices=("ours-batched", "ours-single", "pyiqa"))
+    ap.add_argument("variant", choices=("ours-batched", "ours-single", "ours-ort", "pyiqa"))
     ap.add_argument("--files", nargs="+", required=True)
     ap.add_argument("--ckpt")
     ap.add_argument("--precision", default="fp32")

@@ -230,6 +230,34 @@ class Musiq(nn.Module):
     def forward(self, batch: PackedBatch) -> torch.Tensor:
         return self.head(self.encode(self.embed(batch), batch.lengths))
 
+    def forward_padded(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The original's token layout: ``(B, T, 3075)`` float32 -> ``(B, num_classes)`` logits.
+
+        Each row is 3072 patch values (row, column, RGB; in [-1, 1]), the hashed position
+        (0-99), the scale id and the mask (1 valid, 0 padding). Padding rows change nothing,
+        whatever they hold: their embeddings are zeroed and attention excludes them. Equal to
+        :meth:`forward` on the valid tokens within float32 rounding; traceable (no Python
+        branch on values, dynamic ``B`` and ``T``), so it exports to ONNX.
+        """
+        b, t = tokens.shape[0], tokens.shape[1]
+        features = tokens.shape[2] - 3
+        valid = tokens[..., features + 2] > 0.5
+        zero = torch.zeros((), dtype=torch.long, device=tokens.device)
+        positions = torch.where(valid, tokens[..., features].long(), zero)
+        scale_ids = torch.where(valid, tokens[..., features + 1].long(), zero)
+        patches = tokens[..., :features].reshape(b * t, features)
+        hidden = self.variant.hidden
+        x = self.stem(patches).reshape(b, t, hidden)
+        x = x + self.pos_embedding[positions] + self.scale_embedding[scale_ids]
+        # A NaN in a padding row would reach the output through 0 * NaN in attention.
+        x = torch.where(valid[..., None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        x = torch.cat([self.cls.to(x.dtype).expand(b, 1, hidden), x], dim=1)
+        keep = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+        mask = keep[:, None, None, :]  # (B, 1, 1, 1 + T): padding keys excluded
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.head(self.encoder_norm(x[:, 0]))
+
     @torch.no_grad()
     def load_official(self, params: dict[str, np.ndarray]) -> "Musiq":
         """Copy official parameters (keys without ``opt/target/``) into this module."""

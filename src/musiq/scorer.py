@@ -111,6 +111,8 @@ class ScorerOptions:
     max_batch_tokens: int | None = None
     precision: str = "fp32"
     compile: bool = False
+    backend: str = "torch"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -120,7 +122,20 @@ class ScorerOptions:
             raise MusiqError(f"max_batch_tokens must be positive, not {self.max_batch_tokens}")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise MusiqError(f"max_pixels must be positive or None, not {self.max_pixels}")
-        resolve_device(self.device)  # raises for an unknown or absent device
+        device = resolve_device(self.device)  # raises for an unknown or absent device
+        from .backend import BACKENDS
+        if self.backend not in BACKENDS:
+            raise MusiqError(f"backend must be one of {', '.join(BACKENDS)}, "
+                             f"not {self.backend!r}")
+        if self.backend != "torch":
+            if device.type != "cpu":
+                raise MusiqError(f"the {self.backend} backend runs on CPU only "
+                                 "(use --device cpu)")
+            if self.precision != "fp32":
+                raise MusiqError(f"the {self.backend} backend runs fp32 only "
+                                 f"(not {self.precision})")
+        if self.threads is not None and self.threads < 1:
+            raise MusiqError(f"threads must be positive, not {self.threads}")
 
 
 class Scorer:
@@ -160,6 +175,20 @@ class Scorer:
         # pass on 2 cores); GPU: large passes to fill the device.
         self.max_batch_tokens = opts.max_batch_tokens or (
             65536 if self.device.type == "cuda" else 1024)
+        self.backend = None  # None: the torch model; else an object with logits(tokens)
+        if opts.backend != "torch":
+            self.use_backend(opts.backend, threads=opts.threads)
+
+    def use_backend(self, name: str, threads: int | None = None) -> None:
+        """Run forward passes on ``torch`` or ``onnxruntime`` (checked as
+        :class:`ScorerOptions` checks them)."""
+        from .backend import OnnxRuntimeBackend
+        from dataclasses import replace
+        self.options = replace(self.options, backend=name, threads=threads)
+        if name == "torch":
+            self.backend = None
+            return
+        self.backend = OnnxRuntimeBackend(self.model, self.path, threads=threads)
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
@@ -229,6 +258,10 @@ class Scorer:
         fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
+        if self.backend is not None:
+            if self.precision != "fp32":
+                raise MusiqError(f"the {self.backend.name} backend runs fp32 only")
+            return self.backend.logits(tokens)
         batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self._forward(batch).float().cpu().numpy()
 
@@ -337,7 +370,8 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``device``: ``auto`` (default, as the CLI: CUDA when available), ``cpu``, ``cuda[:N]``.
     ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
-    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs); they are checked
+    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"``
+    or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra); they are checked
     before the checkpoint is read.
     """
     if isinstance(device, torch.device):

@@ -13,7 +13,8 @@ import sys
 from .. import __version__
 from ..errors import MusiqError
 
-COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "report", "explain"]
+COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "report", "explain",
+            "export", "tokens"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -75,6 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch.compile the patch stem (experimental: costs a compile of tens "
                         "of seconds and was slower end to end in our measurements; "
                         "docs/performance.md; needs a working Triton/C++ toolchain)")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="torch (default) or onnxruntime: CPU fp32, same scores within float32 "
+                        "rounding, faster on CPU; exports the model once to a cache (needs "
+                        "the onnx extra; docs/performance.md)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
