@@ -32,7 +32,8 @@ from .preprocess import (MULTI_SCALE, PreprocessConfig, ScaleInfo, Tokens, hashe
                          normalise, resize_spans, target_size)
 
 __all__ = ["TorchTokens", "plan_scales", "num_tokens", "tokenize", "tokenize_one",
-           "normalise_table", "resize_batch"]
+           "normalise_table", "resize_batch",
+           "tokenize_normalised"]
 
 _TABLES: dict[torch.device, torch.Tensor] = {}
 
@@ -153,8 +154,8 @@ def _patches(img: torch.Tensor, patch: int) -> torch.Tensor:
     h, w, c = img.shape
     gh, gw = -(-h // patch), -(-w // patch)
     top, left = (gh * patch - h) // 2, (gw * patch - w) // 2
-    padded = img.new_zeros(gh * patch, gw * patch, c)
-    padded[top:top + h, left:left + w] = img
+    padded = torch.nn.functional.pad(
+        img, (0, 0, left, gw * patch - w - left, top, gh * patch - h - top))
     p = padded.reshape(gh, patch, gw, patch, c).permute(0, 2, 1, 3, 4)
     return p.reshape(gh * gw, patch * patch * c)
 
@@ -196,8 +197,17 @@ def tokenize(images: Sequence[np.ndarray | torch.Tensor],
     for t, name in zip(pix, names):
         _check(t, name)
     table = normalise_table(dev)
-    normed = [table[t.long()] for t in pix]
-    sizes = [(int(t.shape[0]), int(t.shape[1])) for t in pix]
+    return tokenize_normalised([table[t.long()] for t in pix], config)
+
+
+def tokenize_normalised(images: Sequence[torch.Tensor], config: PreprocessConfig = MULTI_SCALE
+                        ) -> TorchTokens:
+    """Tokens of several normalised float ``(H, W, 3)`` images (values in [-1, 1]), packed, on
+    their device. Every step is differentiable with respect to the pixels (gathers, products,
+    sums, padding); this is what :meth:`musiq.scorer.Scorer.score_tensor` runs."""
+    normed = list(images)
+    dev = normed[0].device
+    sizes = [(int(t.shape[0]), int(t.shape[1])) for t in normed]
     plans = [plan_scales(h, w, config) for h, w in sizes]
     num_scales = config.num_scales
     per_scale: list[list[torch.Tensor]] = []
@@ -207,14 +217,13 @@ def tokenize(images: Sequence[np.ndarray | torch.Tensor],
         if len(normed) == 1:
             stacked = normed[0][None]
         else:
-            stacked = normed[0].new_zeros(len(normed), hmax, wmax, 3)
-            for j, t in enumerate(normed):
-                stacked[j, :t.shape[0], :t.shape[1]] = t
+            stacked = torch.stack([torch.nn.functional.pad(
+                t, (0, 0, 0, wmax - t.shape[1], 0, hmax - t.shape[0])) for t in normed])
         resized = resize_batch(stacked, sizes, outs)
         per_scale.append([resized[j, :oh, :ow] for j, (oh, ow) in enumerate(outs)])
     per_scale.append(normed)
     patches, lengths = [], []
-    for j in range(len(pix)):
+    for j in range(len(normed)):
         n = 0
         for sid in range(num_scales):
             p = _patches(per_scale[sid][j], config.patch_size)
