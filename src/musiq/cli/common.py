@@ -31,4 +31,5 @@ def load_from_args(args: argparse.Namespace) -> Scorer:
     return load(args.model, checkpoint_dir=args.checkpoint_dir, device=args.device,
                 max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
                 offline=args.offline, precision=getattr(args, "precision", "fp32"),
-                compile=getattr(args, "compile", False))
+                compile=getattr(args, "compile", False),
+                preprocess=getattr(args, "preprocess", "auto"))

@@ -63,6 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the patch stem (GPU: 3x faster in bf16 after a ~10 s "
                         "compile; needs a working Triton/C++ toolchain)")
+    g.add_argument("--preprocess", choices=("auto", "numpy", "torch"), default="auto",
+                   help="where tokens are made: numpy (host, in the decode workers) or torch "
+                        "(on the scoring device, from decoded pixels); same tokens either "
+                        "way (default auto: torch on CUDA, numpy on CPU)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
