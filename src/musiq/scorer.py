@@ -312,11 +312,13 @@ class Scorer:
                 raise ValueError(f"expected float (3, H, W) images, got {t.dtype} "
                                  f"{tuple(t.shape)}")
         # [0, 1] -> [-1, 1] as the original's x / 255 * 2 - 1, in float32, HWC.
-        normed = [(t.float() * 2.0 - 1.0).permute(1, 2, 0) for t in images]
+        # (float64 stays float64, for a model in float64: gradient checks.)
+        normed = [((t if t.dtype == torch.float64 else t.float()) * 2.0 - 1.0).permute(1, 2, 0)
+                  for t in images]
         tt = tokenize_normalised(normed, self.preprocess_config)
         batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
-        logits = self._forward(batch).float()
-        return self._torch_score(logits)
+        logits = self._forward(batch)
+        return self._torch_score(logits if logits.dtype == torch.float64 else logits.float())
 
     def _torch_score(self, logits: torch.Tensor) -> torch.Tensor:
         """The score of each row of logits, in torch (as :mod:`musiq.outputs` in NumPy)."""
