@@ -185,7 +185,7 @@ def test_scorer_torch_backend_with_workers_equals_numpy(ckpt_1class_single, tmp_
     pa = list(a.predict_many(images, batch_size=2))
     pb = list(b.predict_many(images, batch_size=2, workers=2))
     assert [p.error is None for p in pb] == [True, False, True, True]
-    assert pb[1].source == str(bad) and "JPEG" in pb[1].error or pb[1].error
+    assert pb[1].source == str(bad) and pb[1].error
     for x, y in zip(pa, pb):
         assert x.error == y.error
         if x.score is not None:

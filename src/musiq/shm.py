@@ -83,10 +83,6 @@ class Ledger:
         self._names.discard(name)
         return take(name, shape)
 
-    def drop(self, name: str) -> None:
-        self._names.discard(name)
-        unlink(name)
-
     def clear(self) -> None:
         """Remove every block not taken (and again those removed by an earlier clear)."""
         for name in list(self._names) + list(self._dead):
