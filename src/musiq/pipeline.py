@@ -80,8 +80,12 @@ def iter_prepared(images: Iterable[ImageInput], preprocessor: Preprocessor, *, w
     def receive(item: Prepared) -> Prepared:
         block = getattr(item, "shm", None)
         if block is not None:
-            item.pixels = ledger.take(*block)
             del item.shm  # type: ignore[attr-defined]
+            try:
+                item.pixels = ledger.take(*block)
+            except (OSError, ValueError) as e:  # one image's hand-over, not the run
+                item.num_tokens = 0
+                item.error = f"shared-memory hand-over failed: {e}"
         return item
 
     try:
