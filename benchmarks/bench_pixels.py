@@ -66,7 +66,7 @@ def main() -> None:
     precisions = (args.precisions or ("fp32,bf16" if cuda else "fp32")).split(",")
     batch_size = args.batch_size or (128 if cuda else 8)
     tmp = Path(tempfile.mkdtemp(prefix="musiq_bench_"))
-    rows: list[tuple[str, ...]] = []
+    rows = _Table()
     try:
         ckpt = tmp / "ckpt.npz"
         subprocess.run([sys.executable, str(args.shared / "tools" / "make_checkpoint.py"),
@@ -79,6 +79,7 @@ def main() -> None:
         rgb = load_image(src)
         print(f"# {torch.cuda.get_device_name(dev) if cuda else 'CPU'}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads, image {rgb.shape}")
+        print("| what | figure | note |\n| --- | --- | --- |", flush=True)
 
         t_np = _median_time(lambda: preprocess(rgb), args.repeat)
         t_torch = _median_time(lambda: tokenize([rgb], device=dev), args.repeat)
@@ -118,11 +119,13 @@ def main() -> None:
                          f"batch {len(tt.lengths)}, tokens on {dev.type}"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'what'.ljust(width)} | figure | note |")
-    print(f"| {'-' * width} | --- | --- |")
-    for r in rows:
-        print(f"| {r[0].ljust(width)} | {r[1]} | {r[2]} |")
+
+
+class _Table:
+    """Rows of the result table, printed as they are measured (a long run shows progress)."""
+
+    def append(self, row: tuple[str, str, str]) -> None:
+        print(f"| {row[0]} | {row[1]} | {row[2]} |", flush=True)
 
 
 if __name__ == "__main__":
