@@ -128,15 +128,17 @@ def _resize_axis1(x: torch.Tensor, idx: torch.Tensor, wts: torch.Tensor) -> torc
     """Resize axis 1 of ``x`` ``(B, H, W, C)`` with taps ``idx``/``wts`` ``(B, R, S)``:
     sequential float32 accumulation over the taps (as TF and the NumPy backend)."""
     b, r, span = idx.shape
+    _, h, w, c = x.shape
+    flat = x.contiguous().reshape(b, h, w * c)  # rows of W*C values: gathers copy whole rows
     batch = torch.arange(b, device=x.device)[:, None]
     out = None
     for k in range(span):
         if b == 1:  # one image: index_select is several times faster than a gather on CPU
-            term = x.index_select(1, idx[0, :, k]) * wts[:, :, k, None, None]
+            term = flat[0].index_select(0, idx[0, :, k])[None] * wts[:, :, k, None]
         else:
-            term = x[batch, idx[:, :, k]] * wts[:, :, k, None, None]
+            term = flat[batch, idx[:, :, k]] * wts[:, :, k, None]
         out = term if out is None else out + term
-    return out  # type: ignore[return-value]
+    return out.reshape(b, r, w, c)  # type: ignore[union-attr]
 
 
 def resize_batch(x: torch.Tensor, in_sizes: Sequence[tuple[int, int]],
