@@ -26,7 +26,7 @@ def test_backend_matches_golden(classes, ckpt_1class, ckpt_10class, onnx_cache, 
     import musiq
     monkeypatch.setenv("MUSIQ_ONNX_CACHE", str(onnx_cache))
     s = musiq.load(ckpt_1class if classes == 1 else ckpt_10class, backend="onnxruntime")
-    assert s.backend is not None and s.backend.path.parent == onnx_cache
+    assert s.runtime is not None and s.runtime.path.parent == onnx_cache
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not a jpeg")
     files = [GOLDEN / "images" / n for n in SCORED] + [bad]
@@ -45,9 +45,9 @@ def test_backend_matches_golden(classes, ckpt_1class, ckpt_10class, onnx_cache, 
 def test_backend_cache_reused(ckpt_1class, onnx_cache, monkeypatch):
     import musiq
     monkeypatch.setenv("MUSIQ_ONNX_CACHE", str(onnx_cache))
-    a = musiq.load(ckpt_1class, backend="onnxruntime").backend.path
+    a = musiq.load(ckpt_1class, backend="onnxruntime").runtime.path
     mtime = a.stat().st_mtime_ns
-    b = musiq.load(ckpt_1class, backend="onnxruntime").backend.path
+    b = musiq.load(ckpt_1class, backend="onnxruntime").runtime.path
     assert a == b and b.stat().st_mtime_ns == mtime
     assert not list(onnx_cache.glob("*.tmp"))
 

@@ -51,7 +51,9 @@ class StdConv(nn.Module):
         if torch.is_grad_enabled() and self.weight.requires_grad:
             return self.standardised_weight()
         key = (self.weight._version, self.weight.data_ptr(), self.weight.device, self.weight.dtype)
-        if self._cached is None or self._cached[0] != key:
+        if (self._cached is None or self._cached[0] != key
+                # made under inference_mode: autograd (w.r.t. the input) cannot save it
+                or (self._cached[1].is_inference() and not torch.is_inference_mode_enabled())):
             with torch.no_grad():
                 self._cached = (key, self.standardised_weight().float())
         return self._cached[1]

@@ -4,6 +4,12 @@ Each image becomes a :class:`~musiq.preprocessor.Prepared`: its input index, its
 either its tokens or the reason it cannot be scored. Per-image failures never stop the stream.
 Workers run the same :meth:`Preprocessor.prepare <musiq.preprocessor.Preprocessor.prepare>`
 as the one-image path; only the tokens travel back.
+
+With ``pixels=True`` (the torch backend: tokens are made on the scoring device) workers run
+:meth:`Preprocessor.decode <musiq.preprocessor.Preprocessor.decode>` and hand the decoded
+uint8 pixels over through shared memory (:mod:`musiq.shm`): only a block name and a shape
+are pickled; the parent maps the block and removes its name at once, and every block of a
+worker that died is removed too, so nothing is left in ``/dev/shm``.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
+from . import shm
 from .decode import ImageInput, source_name
 from .preprocessor import Prepared, Preprocessor
 from .watchdog import exit_with_parent
@@ -33,21 +40,56 @@ def _init_worker() -> None:
         pass
 
 
+def _decode_to_shm(preprocessor: Preprocessor, index: int, image: ImageInput,
+                   name: str) -> Prepared:
+    """(In a worker.) Decode into the shared block ``name``; the Prepared carries its shape."""
+    item = preprocessor.decode(index, image)
+    if item.pixels is not None:
+        try:
+            item.shm = (name, shm.write(name, item.pixels))  # type: ignore[attr-defined]
+            item.pixels = None
+        except OSError:  # /dev/shm full: the pixels are pickled instead
+            pass
+    return item
+
+
 def iter_prepared(images: Iterable[ImageInput], preprocessor: Preprocessor, *, workers: int = 0,
-                  prefetch: int | None = None) -> Iterator[Prepared]:
+                  prefetch: int | None = None, pixels: bool = False) -> Iterator[Prepared]:
     """Prepared images in input order.
 
     ``workers`` = 0 prepares in this process, lazily; N > 0 uses N worker processes with at
     most ``prefetch`` (default 2 per worker) images in flight, so memory stays bounded.
+    ``pixels``: decode only (items carry ``pixels``, through shared memory from workers).
     """
     if workers <= 0:
         for i, image in enumerate(images):
-            yield preprocessor.prepare(i, image)
+            yield preprocessor.decode(i, image) if pixels else preprocessor.prepare(i, image)
         return
     limit = max(prefetch or 2 * workers, 1)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
     inflight: deque[tuple[int, ImageInput, Future]] = deque()
+    ledger = shm.Ledger()
+    use_shm = pixels and shm.available()
+
+    def submit(i: int, image: ImageInput) -> Future:
+        if use_shm:
+            return pool.submit(_decode_to_shm, preprocessor, i, image, ledger.issue())
+        if pixels:
+            return pool.submit(preprocessor.decode, i, image)
+        return pool.submit(preprocessor.prepare, i, image)
+
+    def receive(item: Prepared) -> Prepared:
+        block = getattr(item, "shm", None)
+        if block is not None:
+            del item.shm  # type: ignore[attr-defined]
+            try:
+                item.pixels = ledger.take(*block)
+            except (OSError, ValueError) as e:  # one image's hand-over, not the run
+                item.num_tokens = 0
+                item.error = f"shared-memory hand-over failed: {e}"
+        return item
+
     try:
         it = enumerate(images)
         exhausted = False
@@ -58,24 +100,26 @@ def iter_prepared(images: Iterable[ImageInput], preprocessor: Preprocessor, *, w
                 except StopIteration:
                     exhausted = True
                     break
-                inflight.append((i, image, pool.submit(preprocessor.prepare, i, image)))
+                inflight.append((i, image, submit(i, image)))
             if not inflight:
                 return
             i, image, fut = inflight.popleft()
             try:
-                result = fut.result()
+                result = receive(fut.result())
             except BrokenProcessPool:
                 # A worker died (killed for memory, say): this image fails; the images still
                 # in flight are prepared again by a new pool.
                 result = Prepared(i, source_name(image),
                                   error="worker process died while preparing this image")
                 pool.shutdown(wait=False, cancel_futures=True)
+                ledger.clear()  # blocks the dead pool's workers made but never handed over
                 pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                            initializer=_init_worker)
                 retry = [(j, img) for j, img, _ in inflight]
                 inflight.clear()
                 for j, img in retry:
-                    inflight.append((j, img, pool.submit(preprocessor.prepare, j, img)))
+                    inflight.append((j, img, submit(j, img)))
             yield result
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
+        ledger.clear()

@@ -7,10 +7,17 @@ call it; it is small and frozen, so it is what travels to a worker process.
     >>> pp = Preprocessor(MULTI_SCALE)
     >>> rgb = pp.pixels("photo.jpg")          # (H, W, 3) uint8, exactly as TF decodes it
     >>> tokens = pp.tokens_of_pixels(rgb)     # or pp.tokens("photo.jpg")
+
+Two backends make the same tokens (bit-equal on the golden images): ``numpy`` (the host,
+:mod:`musiq.preprocess`) and ``torch`` (:mod:`musiq.preprocess_torch`, on ``device``, several
+images at once). With the torch backend the pipeline carries decoded pixels
+(:meth:`Preprocessor.decode`) and tokens are made on the scoring device
+(:meth:`Preprocessor.tokenize`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,22 +25,37 @@ from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image, source_name
 from .errors import ImageError
 from .preprocess import MULTI_SCALE, PreprocessConfig, Tokens, preprocess
 
+if TYPE_CHECKING:  # torch is imported lazily: decode workers of the NumPy path skip it
+    import torch
+
+    from .preprocess_torch import TorchTokens
+
+BACKENDS = ("numpy", "torch")
+
 
 @dataclass
 class Prepared:
-    """One input after decoding and preprocessing: ``tokens`` or ``error`` is set.
+    """One input after decoding (and preprocessing): ``tokens``, ``pixels`` or ``error`` is set.
 
     ``index``: its position in the input stream; ``source``: its name (see
-    :func:`musiq.decode.source_name`).
+    :func:`musiq.decode.source_name`); ``pixels``: decoded ``(H, W, 3)`` uint8 when the
+    tokens are to be made later, on the scoring device; ``num_tokens``: the valid tokens
+    those pixels will give.
     """
 
     index: int
     source: str
     tokens: Tokens | None = None
     error: str | None = None
+    pixels: np.ndarray | None = None
+    num_tokens: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (self.tokens is not None or self.pixels is not None)
 
     def __len__(self) -> int:
-        return len(self.tokens) if self.tokens is not None else 0
+        return len(self.tokens) if self.tokens is not None else self.num_tokens
 
 
 @dataclass(frozen=True)
@@ -42,24 +64,61 @@ class Preprocessor:
 
     ``config``: the original's preprocessing configuration (scales, patch size, native-token
     cap); ``max_pixels``: images above this many pixels are refused from their header (None:
-    no limit); ``exif_transpose``: apply the EXIF orientation (the original does not).
+    no limit); ``exif_transpose``: apply the EXIF orientation (the original does not);
+    ``backend``: ``numpy`` or ``torch``; ``device``: where the torch backend runs (``cpu``,
+    ``cuda``, ``cuda:N``; a string, so that the object stays picklable).
     """
 
     config: PreprocessConfig = field(default=MULTI_SCALE)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     exif_transpose: bool = False
+    backend: str = "numpy"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ValueError(f"max_pixels must be positive or None, not {self.max_pixels}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, "
+                             f"not {self.backend!r}")
 
     def pixels(self, image: ImageInput) -> np.ndarray:
         """Decode any accepted input to ``(H, W, 3)`` uint8 RGB (raises :class:`ImageError`)."""
         return load_image(image, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
 
     def tokens_of_pixels(self, rgb: np.ndarray, source: str = "<array>") -> Tokens:
-        """Tokens of decoded ``(H, W, 3)`` uint8 pixels (raises :class:`ImageError`)."""
+        """Tokens of decoded ``(H, W, 3)`` uint8 pixels (raises :class:`ImageError`), made by
+        :attr:`backend`; NumPy arrays on the host either way."""
+        if self.backend == "torch":
+            from .preprocess_torch import tokenize_one
+            return tokenize_one(rgb, self.config, source, self.device)
         return preprocess(rgb, self.config, source)
+
+    def tokenize(self, pixels: "list[np.ndarray | torch.Tensor]",
+                 sources: "list[str] | None" = None) -> "TorchTokens":
+        """Packed tokens of several decoded images, made by torch on :attr:`device` (whatever
+        :attr:`backend`; raises :class:`ImageError` for an array that is not an image)."""
+        from .preprocess_torch import tokenize
+        return tokenize(pixels, self.config, device=self.device, sources=sources)
+
+    def num_tokens(self, height: int, width: int) -> int:
+        """Valid tokens an ``height`` x ``width`` image gives, from its size alone."""
+        from .preprocess_torch import num_tokens
+        return num_tokens(height, width, self.config)
+
+    def decode(self, index: int, image: ImageInput) -> Prepared:
+        """Decode one input to ``pixels`` (tokens are made later); never raises."""
+        source = source_name(image)
+        try:
+            rgb = self.pixels(image)
+            return Prepared(index, source, pixels=rgb,
+                            num_tokens=self.num_tokens(rgb.shape[0], rgb.shape[1]))
+        except ImageError as e:
+            return Prepared(index, source, error=e.reason)
+        except MemoryError:
+            return Prepared(index, source, error="out of memory while decoding")
+        except Exception as e:  # one odd file must not stop a run over thousands
+            return Prepared(index, source, error=f"{type(e).__name__}: {e}")
 
     def tokens(self, image: ImageInput) -> Tokens:
         """Decode and preprocess one input (raises :class:`ImageError`)."""

@@ -25,8 +25,9 @@ from .model import Musiq, PackedBatch
 from .outputs import interpret, output_kind
 from .pipeline import Prepared, iter_prepared
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens
-from .preprocessor import Preprocessor
+from .preprocessor import BACKENDS, Preprocessor
 from .registry import ModelInfo
+from .staging import PinnedStaging
 
 __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
            "PRECISIONS"]
@@ -102,7 +103,10 @@ class ScorerOptions:
     ``exif_transpose``: apply EXIF orientation (the original does not);
     ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
     CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
-    ``compile``: ``torch.compile`` the patch stem (for GPUs).
+    ``compile``: ``torch.compile`` the patch stem (for GPUs), on bucketed patch counts;
+    ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
+    (on the scoring device, from decoded pixels) or ``auto`` (torch on CUDA; NumPy on CPU,
+    which measures faster there: docs/performance.md). Both give the same tokens.
     """
 
     device: str | None = "auto"
@@ -113,8 +117,12 @@ class ScorerOptions:
     compile: bool = False
     backend: str = "torch"
     threads: int | None = None
+    preprocess: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.preprocess not in ("auto", *BACKENDS):
+            raise MusiqError(f"preprocess must be auto, {' or '.join(BACKENDS)}, "
+                             f"not {self.preprocess!r}")
         if self.precision not in PRECISIONS:
             raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
                              f"not {self.precision!r}")
@@ -123,14 +131,17 @@ class ScorerOptions:
         if self.max_pixels is not None and self.max_pixels < 1:
             raise MusiqError(f"max_pixels must be positive or None, not {self.max_pixels}")
         device = resolve_device(self.device)  # raises for an unknown or absent device
-        from .backend import BACKENDS
-        if self.backend not in BACKENDS:
-            raise MusiqError(f"backend must be one of {', '.join(BACKENDS)}, "
+        from .backend import BACKENDS as RUNTIMES
+        if self.backend not in RUNTIMES:
+            raise MusiqError(f"backend must be one of {', '.join(RUNTIMES)}, "
                              f"not {self.backend!r}")
         if self.backend != "torch":
             if device.type != "cpu":
                 raise MusiqError(f"the {self.backend} backend runs on CPU only "
                                  "(use --device cpu)")
+            if self.preprocess == "torch":
+                raise MusiqError(f"the {self.backend} backend reads tokens made by NumPy "
+                                 "(--preprocess numpy or auto)")
             if self.precision != "fp32":
                 raise MusiqError(f"the {self.backend} backend runs fp32 only "
                                  f"(not {self.precision})")
@@ -167,15 +178,19 @@ class Scorer:
         if opts.compile:
             self.compile_stem()
         self.output = output_kind(self.variant.kind)
+        backend = opts.preprocess
+        if backend == "auto":
+            backend = "torch" if self.device.type == "cuda" else "numpy"
         self.preprocessor = Preprocessor(
             SINGLE_SCALE if self.variant.single_scale else MULTI_SCALE,
-            opts.max_pixels, opts.exif_transpose)
+            opts.max_pixels, opts.exif_transpose, backend=backend, device=str(self.device))
+        self.staging = PinnedStaging(self.device)
         # Token slots per forward pass. CPU: ~1k, so that small images share passes but a
         # pass's activations stay in cache (a 1024x768 image ran 10 % faster alone than 8 per
         # pass on 2 cores); GPU: large passes to fill the device.
         self.max_batch_tokens = opts.max_batch_tokens or (
             65536 if self.device.type == "cuda" else 1024)
-        self.backend = None  # None: the torch model; else an object with logits(tokens)
+        self.runtime = None  # None: the torch model; else an object with logits(tokens)
         if opts.backend != "torch":
             self.use_backend(opts.backend, threads=opts.threads)
 
@@ -186,14 +201,36 @@ class Scorer:
         from dataclasses import replace
         self.options = replace(self.options, backend=name, threads=threads)
         if name == "torch":
-            self.backend = None
+            self.runtime = None
             return
-        self.backend = OnnxRuntimeBackend(self.model, self.path, threads=threads)
+        self.runtime = OnnxRuntimeBackend(self.model, self.path, threads=threads)
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
         GPU (3x in bf16 on an H200, docs/performance.md). The first batch pays the compile."""
-        self.model.stem = torch.compile(self.model.stem, dynamic=True)
+        self.model.stem = torch.compile(self.model.stem, dynamic=False)
+        self._bucketed = True
+
+    _bucketed = False
+
+    def _embed(self, batch: PackedBatch) -> torch.Tensor:
+        """Token embeddings; with a compiled stem the patches are padded to a bucket (a power
+        of two from 256, then multiples of the stem chunk) so that it compiles a few shapes
+        once instead of once per new patch count."""
+        n = batch.patches.shape[0]
+        if not self._bucketed:
+            return self.model.embed(batch)
+        chunk = self.model.stem_chunk
+        size = 256
+        while size < min(n, chunk):
+            size *= 2
+        if n > chunk:
+            size = -(-n // chunk) * chunk
+        pad = size - n
+        if pad:
+            batch = PackedBatch(F_pad_rows(batch.patches, pad), F_pad_rows(batch.positions, pad),
+                                F_pad_rows(batch.scale_ids, pad), batch.lengths)
+        return self.model.embed(batch)[:n]
 
     # -- description -------------------------------------------------------------------
     @property
@@ -258,32 +295,103 @@ class Scorer:
         fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
-        if self.backend is not None:
+        if self.runtime is not None:
             if self.precision != "fp32":
-                raise MusiqError(f"the {self.backend.name} backend runs fp32 only")
-            return self.backend.logits(tokens)
+                raise MusiqError(f"the {self.runtime.name} backend runs fp32 only")
+            return self.runtime.logits(tokens)
         batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self._forward(batch).float().cpu().numpy()
 
     def _forward(self, batch: PackedBatch) -> torch.Tensor:
+        m = self.model
         if self.precision == "fp32":
             with _exact_fp32():
-                return self.model(batch)
+                return m.head(m.encode(self._embed(batch), batch.lengths))
         dtype = PRECISIONS[self.precision]
         if self.device.type == "cpu":
             # On CPU the stem's GroupNorms and casts are slower in bf16 than the convolutions
             # gain: the stem stays fp32 and only the encoder runs in reduced precision.
-            x = self.model.embed(batch)
+            x = self._embed(batch)
             with torch.autocast("cpu", dtype=dtype):
-                return self.model.head(self.model.encode(x, batch.lengths))
+                return m.head(m.encode(x, batch.lengths))
         with torch.autocast(self.device.type, dtype=dtype):
-            return self.model(batch)
+            return m.head(m.encode(self._embed(batch), batch.lengths))
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: ``torch`` or ``onnxruntime`` (:attr:`runtime`)."""
+        return self.options.backend
+
+    @property
+    def preprocess(self) -> str:
+        """Where tokens are made: ``numpy`` (host) or ``torch`` (on :attr:`device`)."""
+        return self.preprocessor.backend
+
+    def _logits_of_pixels_device(self, pixels: Sequence[np.ndarray],
+                                 sources: Sequence[str] | None = None) -> torch.Tensor:
+        """Launch one pass from decoded pixels: staged (pinned, non-blocking on CUDA),
+        tokenised on the device, run. The result stays on the device."""
+        on_device = self.staging.to_device(pixels)
+        tt = self.preprocessor.tokenize(on_device, list(sources) if sources else None)
+        batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
+        return self._forward(batch)
+
+    @torch.inference_mode()
+    def logits_of_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """``(B, num_classes)`` float32 logits of several decoded ``(H, W, 3)`` uint8 images,
+        tokenised by torch on :attr:`device` (equal to :meth:`logits` of their tokens)."""
+        return self._logits_of_pixels_device(pixels).float().cpu().numpy()
+
+    def score_tensor(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Differentiable scores of images given as tensors.
+
+        ``x``: float ``(N, 3, H, W)`` with values in [0, 1], or a list of ``(3, H, W)``
+        tensors of different sizes. Returns ``(N,)`` scores (the units of :class:`Prediction`:
+        MOS, AVA's mean score 1-10, ImageNet's top-1 probability) on ``x``'s device,
+        differentiable with respect to ``x``: the same preprocessing as :meth:`score` (the
+        normalisation, the Gaussian resizes and the patches are all differentiable), the
+        model in this scorer's precision. The model must be on ``x``'s device. On pixels
+        ``uint8 / 255`` it equals :meth:`score` within 1e-4; JPEG decoding, which tensors
+        skip, is the one step that is not differentiable.
+        """
+        from .preprocess_torch import tokenize_normalised
+        images = list(x) if isinstance(x, (list, tuple)) else list(x.unbind(0))
+        if not images:
+            raise ValueError("score_tensor needs at least one image")
+        for t in images:
+            if t.ndim != 3 or t.shape[0] != 3 or not t.is_floating_point():
+                raise ValueError(f"expected float (3, H, W) images, got {t.dtype} "
+                                 f"{tuple(t.shape)}")
+        # [0, 1] -> [-1, 1] as the original's x / 255 * 2 - 1, in float32, HWC.
+        # (float64 stays float64, for a model in float64: gradient checks.)
+        normed = [((t if t.dtype == torch.float64 else t.float()) * 2.0 - 1.0).permute(1, 2, 0)
+                  for t in images]
+        tt = tokenize_normalised(normed, self.preprocess_config)
+        batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
+        logits = self._forward(batch)
+        return self._torch_score(logits if logits.dtype == torch.float64 else logits.float())
+
+    def _torch_score(self, logits: torch.Tensor) -> torch.Tensor:
+        """The score of each row of logits, in torch (as :mod:`musiq.outputs` in NumPy)."""
+        kind = self.output.name
+        if kind == "mos":
+            return logits[:, 0]
+        p = torch.softmax(logits, dim=-1)
+        if kind == "distribution":
+            bins = torch.arange(1, logits.shape[-1] + 1, device=logits.device,
+                                dtype=logits.dtype)
+            return (p * bins).sum(-1)
+        return p.max(dim=-1).values
 
     # -- public API ----------------------------------------------------------------------
     def predict(self, image: ImageInput) -> Prediction:
         """Full prediction for one image; raises :class:`ImageError` for a bad image."""
-        out = self.output.interpret(self.logits([self.tokens(image)])[0])
-        return Prediction(source=source_name(image), **out)
+        if self.preprocess == "torch":
+            rgb = self.preprocessor.pixels(image)
+            lo = self.logits_of_pixels([rgb])[0]
+        else:
+            lo = self.logits([self.tokens(image)])[0]
+        return Prediction(source=source_name(image), **self.output.interpret(lo))
 
     def score(self, image: ImageInput) -> float:
         """The score of one image (see :class:`Prediction` for units).
@@ -315,32 +423,69 @@ class Scorer:
         def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
             # Failed images skip the model: they are ready at once.
             for item in stream:
-                if item.tokens is None:
+                if not item.ok:
                     order.put(item.index, Prediction(source=item.source, error=item.error))
                 else:
                     yield item
 
-        prepared = iter_prepared(images, self.preprocessor, workers=workers)
+        pixels = self.preprocess == "torch"
+        prepared = iter_prepared(images, self.preprocessor, workers=workers, pixels=pixels)
+        # On CUDA a pass is launched before the previous one's logits are read back, so that
+        # decoding, copies and compute overlap; on CPU each pass is finished at once.
+        depth = 1 if (pixels and self.device.type == "cuda") else 0
+        inflight: list[tuple[Sequence[Prepared], object]] = []
         for batch in schedule(gate(prepared), len, batch_size=batch_size,
                               max_tokens=max_tokens, window=window,
                               window_tokens=4 * max_tokens):
-            for item, pred in zip(batch, self._predict_batch(batch)):
-                order.put(item.index, pred)
+            inflight.append((batch, self._launch(batch)))
+            while len(inflight) > depth:
+                done, launched = inflight.pop(0)
+                for item, pred in zip(done, self._finish(done, launched)):
+                    order.put(item.index, pred)
             yield from order.ready()
+        for done, launched in inflight:
+            for item, pred in zip(done, self._finish(done, launched)):
+                order.put(item.index, pred)
         yield from order.ready()
         if len(order):  # pragma: no cover - every index is put exactly once
             raise RuntimeError("internal error: results left unordered")
 
+    def _launch(self, batch: Sequence[Prepared]) -> object:
+        """Start one pass: device logits (torch backend), or the finished predictions."""
+        if batch[0].pixels is None:
+            return self._predict_batch(batch)
+        try:
+            with torch.inference_mode():
+                return self._logits_of_pixels_device(
+                    [item.pixels for item in batch],  # type: ignore[misc]
+                    [item.source for item in batch])
+        except (RuntimeError, MemoryError, ImageError):
+            return self._predict_batch(batch)
+
+    def _finish(self, batch: Sequence[Prepared], launched: object) -> list[Prediction]:
+        if isinstance(launched, list):
+            return launched
+        try:
+            rows = launched.float().cpu().numpy()  # type: ignore[attr-defined]
+        except (RuntimeError, MemoryError):
+            return self._predict_batch(batch)
+        return [Prediction(source=item.source, **self.output.interpret(lo))
+                for item, lo in zip(batch, rows)]
+
     def _predict_batch(self, batch: Sequence[Prepared]) -> list[Prediction]:
         """One forward pass; if it fails (out of memory, say), each image alone."""
         try:
-            rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
+            if batch[0].pixels is not None:
+                rows = self.logits_of_pixels([item.pixels for item in batch])  # type: ignore
+            else:
+                rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
             return [Prediction(source=item.source, **self.output.interpret(lo))
                     for item, lo in zip(batch, rows)]
-        except (RuntimeError, MemoryError) as e:
+        except (RuntimeError, MemoryError, ImageError) as e:
             if len(batch) > 1:
                 return [p for item in batch for p in self._predict_batch([item])]
-            reason = "out of memory" if isinstance(e, MemoryError) else str(e).split("\n")[0]
+            reason = ("out of memory" if isinstance(e, MemoryError) else
+                      e.reason if isinstance(e, ImageError) else str(e).split("\n")[0])
             return [Prediction(source=batch[0].source, error=f"model failed: {reason}")]
 
     def score_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
@@ -357,6 +502,11 @@ class Scorer:
         return out
 
 
+def F_pad_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` with ``n`` zero rows appended."""
+    return torch.cat([t, t.new_zeros((n, *t.shape[1:]))])
+
+
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
          device: str | torch.device | None = "auto", offline: bool | None = None,
          **options) -> Scorer:
@@ -371,8 +521,9 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
     ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"``
-    or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra); they are checked
-    before the checkpoint is read.
+    or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra; ``preprocess``: ``"auto"``,
+    ``"numpy"`` or ``"torch"``, where tokens are made); they are checked before the
+    checkpoint is read.
     """
     if isinstance(device, torch.device):
         device = str(device)

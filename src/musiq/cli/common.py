@@ -33,4 +33,5 @@ def load_from_args(args: argparse.Namespace) -> Scorer:
                 max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
                 offline=args.offline, precision=getattr(args, "precision", "fp32"),
                 compile=getattr(args, "compile", False),
-                backend=getattr(args, "backend", "torch"), threads=getattr(args, "threads", None))
+                backend=getattr(args, "backend", "torch"), threads=getattr(args, "threads", None),
+                preprocess=getattr(args, "preprocess", "auto"))

@@ -79,6 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="torch (default) or onnxruntime: CPU fp32, same scores within float32 "
                         "rounding, faster on CPU; exports the model once to a cache (needs "
                         "the onnx extra; docs/performance.md)")
+    g.add_argument("--preprocess", choices=("auto", "numpy", "torch"), default="auto",
+                   help="where tokens are made: numpy (host, in the decode workers) or torch "
+                        "(on the scoring device, from decoded pixels); same tokens either "
+                        "way (default auto: torch on CUDA, numpy on CPU)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
