@@ -133,3 +133,13 @@ def test_unknown_loss_is_refused_not_replaced():
     with pytest.raises(ValueError, match="does not fit"):
         loss_for("emd", "mos")
     assert loss_for("auto", "distribution") == "emd"
+
+
+def test_non_finite_logits_are_errors_in_the_api(ckpt_1class, tmp_path):
+    params, _ = musiq.load_checkpoint(ckpt_1class)
+    params["head/bias"] = np.full_like(params["head/bias"], np.nan)
+    scorer = musiq.load(musiq.save_checkpoint(tmp_path / "nan.npz", params), device="cpu")
+    (p,) = scorer.predict_many([IMAGE])
+    assert p.score is None and "non-finite" in p.error
+    with pytest.raises(MusiqError, match="non-finite"):
+        scorer.predict(IMAGE)

@@ -391,7 +391,10 @@ class Scorer:
             lo = self.logits_of_pixels([rgb])[0]
         else:
             lo = self.logits([self.tokens(image)])[0]
-        return Prediction(source=source_name(image), **self.output.interpret(lo))
+        pred = self._prediction(source_name(image), lo)
+        if pred.error is not None:
+            raise MusiqError(f"{pred.source}: {pred.error}")
+        return pred
 
     def score(self, image: ImageInput) -> float:
         """The score of one image (see :class:`Prediction` for units).
@@ -469,8 +472,15 @@ class Scorer:
             rows = launched.float().cpu().numpy()  # type: ignore[attr-defined]
         except (RuntimeError, MemoryError):
             return self._predict_batch(batch)
-        return [Prediction(source=item.source, **self.output.interpret(lo))
-                for item, lo in zip(batch, rows)]
+        return [self._prediction(item.source, lo) for item, lo in zip(batch, rows)]
+
+    def _prediction(self, source: str, logits: np.ndarray) -> Prediction:
+        """The prediction of one image's logits; NaN or infinite logits (a broken checkpoint)
+        make an error, never a score (such a value is no score, nor valid JSON)."""
+        if not np.all(np.isfinite(logits)):
+            return Prediction(source=source, error="the model returned non-finite logits "
+                                                   "(NaN or Inf); the checkpoint is broken")
+        return Prediction(source=source, **self.output.interpret(logits))
 
     def _predict_batch(self, batch: Sequence[Prepared]) -> list[Prediction]:
         """One forward pass; if it fails (out of memory, say), each image alone."""
@@ -479,7 +489,7 @@ class Scorer:
                 rows = self.logits_of_pixels([item.pixels for item in batch])  # type: ignore
             else:
                 rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
-            return [Prediction(source=item.source, **self.output.interpret(lo))
+            return [self._prediction(item.source, lo)
                     for item, lo in zip(batch, rows)]
         except (RuntimeError, MemoryError, ImageError) as e:
             if len(batch) > 1:
