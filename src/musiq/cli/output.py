@@ -17,7 +17,7 @@ from ..errors import MusiqError
 from ..outputs import output_kind
 from ..scorer import Prediction
 
-FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 def fmt_float(x: float | None) -> str:
@@ -125,6 +125,40 @@ class SeedWriter(Writer):
         return f"{prefix}MUSIQ error: {p.error}\n"
 
 
+class ParquetWriter:
+    """Rows buffered and written as Parquet row groups (columns: :func:`musiq.tables.
+    arrow_schema`). The file is written beside ``path`` and renamed over it on ``close``, so
+    an interrupted run leaves the previous file whole; ``keep`` (resume) carries its rows
+    over first. Ctrl-C still closes the file with what was scored."""
+
+    def __init__(self, path: str, kind: str, *, keep: bool = False, rows: int = 256) -> None:
+        from ..tables import arrow_schema, require_pyarrow
+        require_pyarrow()
+        import pyarrow.parquet as pq
+        self.path, self.kind, self.rows = path, kind, rows
+        self.tmp = f"{path}.partial"
+        self.buffer: list[Prediction] = []
+        self.file = pq.ParquetWriter(self.tmp, arrow_schema(kind))
+        if keep and os.path.exists(path):
+            self.file.write_table(pq.read_table(path, schema=arrow_schema(kind)))
+
+    def write(self, p: Prediction) -> None:
+        self.buffer.append(p)
+        if len(self.buffer) >= self.rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        from ..tables import predictions_table
+        if self.buffer:
+            self.file.write_table(predictions_table(self.buffer, self.kind))
+            self.buffer = []
+
+    def close(self) -> None:
+        self._flush()
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
                 header: bool = True) -> Writer:
     """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``."""
@@ -140,10 +174,10 @@ def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: b
 
 
 def file_format(path: str) -> str:
-    """``csv`` or ``jsonl`` from an output file's suffix."""
+    """``csv``, ``jsonl`` or ``parquet`` from an output file's suffix."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FILE_FORMATS:
-        raise MusiqError(f"--output {path}: use a .csv or .jsonl file name "
+        raise MusiqError(f"--output {path}: use a .csv, .jsonl or .parquet file name "
                          "(rows are appended as images finish)")
     return FILE_FORMATS[ext]
 
@@ -154,6 +188,8 @@ def done_paths(path: str, fmt: str, kind: str) -> set[str]:
     A last line cut short by a crash is removed from the file, so appending goes on cleanly.
     Raises :class:`MusiqError` if the file was written for another kind of model.
     """
+    if fmt == "parquet":
+        return _parquet_done_paths(path, kind)
     with open(path, "rb+") as f:
         data = f.read()
         if data and not data.endswith(b"\n"):
@@ -177,3 +213,18 @@ def done_paths(path: str, fmt: str, kind: str) -> set[str]:
         raise MusiqError(f"--resume: {path} has columns {','.join(rows[0])}, expected "
                          f"{','.join(csv_header(kind))} (another model kind?)")
     return {os.path.normpath(r[0]) for r in rows[1:] if r}
+
+
+def _parquet_done_paths(path: str, kind: str) -> set[str]:
+    from ..tables import arrow_schema, require_pyarrow
+    require_pyarrow()
+    import pyarrow.parquet as pq
+    try:
+        schema = pq.read_schema(path)
+    except Exception as e:
+        raise MusiqError(f"--resume: {path} is not a readable Parquet file ({e})") from None
+    if schema.names != arrow_schema(kind).names:
+        raise MusiqError(f"--resume: {path} has columns {','.join(schema.names)}, expected "
+                         f"{','.join(arrow_schema(kind).names)} (another model kind?)")
+    paths = pq.read_table(path, columns=["path"]).column("path").to_pylist()
+    return {os.path.normpath(p) for p in paths}

@@ -24,7 +24,8 @@ from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
 from .inputs import IMAGE_SUFFIXES, expand, read_list  # noqa: F401  (IMAGE_SUFFIXES: API)
-from .output import done_paths, file_format, make_writer
+from .output import ParquetWriter, done_paths, file_format, make_writer
+from .ray_engine import add_ray_options, ray_predictions
 
 MAX_LISTED_FAILURES = 20
 
@@ -42,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=("table", "json", "csv", "jsonl"),
                    help="standard output format (default: table; 'MUSIQ score: X' for --image;"
                         " nothing when --output is given)")
-    p.add_argument("--output", "-o", metavar="FILE.csv|FILE.jsonl",
-                   help="append one flushed row per image to this file as results arrive")
+    p.add_argument("--output", "-o", metavar="FILE.csv|FILE.jsonl|FILE.parquet",
+                   help="append one flushed row per image to this file as results arrive "
+                        "(.parquet: row groups, the file is complete when the run ends)")
     p.add_argument("--resume", action="store_true",
                    help="with --output: skip images already in the file (scored or failed)")
     p.add_argument("--overwrite", action="store_true",
@@ -68,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
     add_model_options(p)
+    add_ray_options(p)
     p.set_defaults(func=run)
 
 
@@ -126,8 +129,12 @@ def run(args: argparse.Namespace) -> int:
             files = [f for f in files if os.path.normpath(f) not in done]
             skipped = before - len(files)
             header = False
-        out_file = open(args.output, "a" if args.resume else "w", encoding="utf-8", newline="")
-        writers.append(make_writer(fmt, out_file, kind=scorer.kind, header=header))
+        if fmt == "parquet":
+            writers.append(ParquetWriter(args.output, scorer.kind, keep=exists and args.resume))
+        else:
+            out_file = open(args.output, "a" if args.resume else "w", encoding="utf-8",
+                            newline="")
+            writers.append(make_writer(fmt, out_file, kind=scorer.kind, header=header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
@@ -141,8 +148,11 @@ def run(args: argparse.Namespace) -> int:
     n_failed = scored = 0
     start = time.perf_counter()
     try:
-        preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
-                                    max_batch_tokens=args.max_batch_tokens)
+        if args.engine == "ray":
+            preds = ray_predictions(scorer, files, args)
+        else:
+            preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
+                                        max_batch_tokens=args.max_batch_tokens)
         for p in _progress(preds, len(files), show):
             for w in writers:
                 w.write(p)
