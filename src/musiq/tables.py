@@ -30,7 +30,7 @@ def arrow_schema(kind: str) -> Any:
     """The ``pyarrow.Schema`` of result rows for a model kind (``mos``, ``distribution``,
     ``imagenet``, ``logits``)."""
     pa = require_pyarrow()
-    fields = [pa.field("path", pa.string(), nullable=False), pa.field("score", pa.float64()),
+    fields = [pa.field("path", pa.string()), pa.field("score", pa.float64()),
               pa.field("error", pa.string()), pa.field("logits", pa.list_(pa.float32()))]
     extras = output_kind(kind).extras
     if "distribution" in extras:
