@@ -177,7 +177,7 @@ def file_format(path: str) -> str:
     """``csv``, ``jsonl`` or ``parquet`` from an output file's suffix."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FILE_FORMATS:
-        raise MusiqError(f"--output {path}: use a .csv, .jsonl or .parquet file name "
+        raise MusiqError(f"--output {path}: use a .csv or .jsonl file name (or .parquet) "
                          "(rows are appended as images finish)")
     return FILE_FORMATS[ext]
 
