@@ -68,8 +68,9 @@ def main() -> None:
 
     def on_ray(actors: int):
         def run() -> int:
-            # Each actor gets the cores it may use: 2 / actors on this 2-core machine.
-            ds = score_dataset(files, scorer, concurrency=actors, num_cpus=1,
+            # The actors together reserve 1 of the 2 Ray CPUs: the read tasks need the other
+            # (actors holding every CPU starve the reads). Threads: the cores they share.
+            ds = score_dataset(files, scorer, concurrency=actors, num_cpus=1 / actors,
                                threads=max(1, threads // actors), batch_size=16)
             return sum(r["error"] is None for r in ds.iter_rows())
         return run
