@@ -280,6 +280,14 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")
     payload = ray.put(ModelPayload.of(scorer, options))
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if not num_gpus and isinstance(concurrency, int) and concurrency * num_cpus >= cpus > 0:
+        # CPU actors are fused with the decode stage and the read tasks need a CPU of their
+        # own: actors holding every CPU stall the run (docs/distributed.md).
+        import warnings
+        warnings.warn(f"{concurrency} model actors x {num_cpus} CPUs take all {cpus:g} CPUs "
+                      "of the cluster: the read tasks may never run; lower num_cpus "
+                      "(--ray-actor-cpus)", RuntimeWarning, stacklevel=2)
 
     skip = {os.path.normpath(p) for p in skip_paths}
     missing: list[str] = []
