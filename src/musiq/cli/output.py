@@ -20,7 +20,7 @@ from ..errors import MusiqError
 from ..outputs import output_kind
 from ..scorer import Prediction
 
-FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 #: How output files hold names that are not UTF-8 (POSIX file names are bytes): the same
 #: bytes, so that ``--resume`` reads back the very path.
 ENCODING, ERRORS = "utf-8", "surrogateescape"
@@ -157,6 +157,50 @@ class SeedWriter(Writer):
         return f"{prefix}MUSIQ error: {p.error}\n"
 
 
+class ParquetWriter:
+    """Rows buffered and written as Parquet row groups (columns: :func:`musiq.tables.
+    arrow_schema`). The file is written beside ``path`` and renamed over it on ``close``, so
+    an interrupted run leaves the previous file whole; ``keep`` (resume) carries its rows
+    over first. Ctrl-C still closes the file with what was scored."""
+
+    def __init__(self, path: str, kind: str, *, keep: bool = False, rows: int = 256,
+                 drop_failed: bool = False, provenance: dict | None = None) -> None:
+        from ..tables import arrow_schema, require_pyarrow
+        require_pyarrow()
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+        self.path, self.kind, self.rows = path, kind, rows
+        self.tmp = f"{path}.partial"
+        self.buffer: list[Prediction] = []
+        schema = arrow_schema(kind)
+        if provenance is not None:  # the same record as OUT.meta.json, in the file itself
+            schema = schema.with_metadata({"musiq": json.dumps(provenance)})
+        self.schema = schema
+        self.file = pq.ParquetWriter(self.tmp, schema)
+        if keep and os.path.exists(path):
+            old = pq.read_table(path, schema=arrow_schema(kind))
+            if drop_failed:
+                old = old.filter(pc.is_null(old.column("error")))
+            self.file.write_table(old.replace_schema_metadata(schema.metadata))
+
+    def write(self, p: Prediction) -> None:
+        self.buffer.append(p)
+        if len(self.buffer) >= self.rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        from ..tables import predictions_table
+        if self.buffer:
+            table = predictions_table(self.buffer, self.kind)
+            self.file.write_table(table.replace_schema_metadata(self.schema.metadata))
+            self.buffer = []
+
+    def close(self) -> None:
+        self._flush()
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
                 header: bool = True, model: str | None = None,
                 score_range: tuple[float, float] | None = None) -> Writer:
@@ -174,10 +218,10 @@ def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: b
 
 
 def file_format(path: str) -> str:
-    """``csv`` or ``jsonl`` from an output file's suffix."""
+    """``csv``, ``jsonl`` or ``parquet`` from an output file's suffix."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in FILE_FORMATS:
-        raise MusiqError(f"--output {path}: use a .csv or .jsonl file name "
+        raise MusiqError(f"--output {path}: use a .csv or .jsonl file name (or .parquet) "
                          "(rows are appended as images finish)")
     return FILE_FORMATS[ext]
 
@@ -227,8 +271,13 @@ class OutputFile:
             self.file.seek(0, os.SEEK_END)
             self.cut_at = None
 
+    #: Parquet: rows of the previous run that failed are not carried over (``--retry-failed``).
+    drop_failed_rows: bool = False
+
     def check_kind(self, kind: str) -> None:
-        """Raise when a resumed CSV was written for another kind of model."""
+        """Raise when a resumed CSV or Parquet file was written for another kind of model."""
+        if self.fmt == "parquet" and self.rows:
+            _parquet_schema_check(self.path, kind)
         if self.fmt == "csv" and self.header is not None and self.header != csv_header(kind):
             raise MusiqError(f"--resume: {self.path} has columns {','.join(self.header)}, "
                              f"expected {','.join(csv_header(kind))} (another model kind?)")
@@ -236,7 +285,10 @@ class OutputFile:
     def drop_failed(self) -> int:
         """Remove the failed rows from the file (they are scored again); returns how many."""
         failed = [r for r in self.rows if r.failed]
-        if failed:
+        if failed and self.fmt == "parquet":  # the writer leaves them out of the new file
+            self.rows = [r for r in self.rows if not r.failed]
+            self.drop_failed_rows = True
+        elif failed:
             self.rows = [r for r in self.rows if not r.failed]
             head = self._row_text(self.header) if self.header is not None else ""
             self.file.seek(0)
@@ -256,6 +308,11 @@ class OutputFile:
 
     def close(self) -> None:
         self.file.close()
+        if self.fmt == "parquet":  # the lock file beside it
+            try:
+                os.unlink(self.file.name)
+            except OSError:
+                pass
 
 
 def open_output(path: str, *, resume: bool, overwrite: bool) -> OutputFile:
@@ -274,16 +331,22 @@ def open_output(path: str, *, resume: bool, overwrite: bool) -> OutputFile:
     if exists and not (resume or overwrite):
         raise MusiqError(f"--output {path} exists: add --resume to go on with it "
                          "or --overwrite to replace it")
+    # Parquet is written beside the file and renamed over it at the end (ParquetWriter):
+    # the lock is then held on OUT.lock, and the file itself is only read here.
+    target = path + ".lock" if fmt == "parquet" else path
     try:
-        f = open(path, "a+", encoding=ENCODING, errors=ERRORS, newline="")
+        f = open(target, "a+", encoding=ENCODING, errors=ERRORS, newline="")
     except OSError as e:
         raise MusiqError(f"--output {path}: cannot write ({e.strerror or e})") from None
     try:
         _lock(f, path)
         out = OutputFile(path, fmt, f)
-        if resume:
+        if resume and fmt == "parquet":
+            if exists:
+                _read_parquet_rows(out)
+        elif resume:
             _read_rows(out)
-        else:
+        elif fmt != "parquet":
             f.seek(0)
             f.truncate()
     except BaseException:
@@ -349,6 +412,32 @@ def done_paths(path: str, fmt: str, kind: str) -> set[str]:
     out = open_output(path, resume=True, overwrite=False)
     try:
         out.check_kind(kind)
+        out.repair()
         return out.done()
     finally:
         out.close()
+
+
+def _parquet_schema_check(path: str, kind: str) -> None:
+    from ..tables import arrow_schema, require_pyarrow
+    require_pyarrow()
+    import pyarrow.parquet as pq
+    try:
+        schema = pq.read_schema(path)
+    except Exception as e:
+        raise MusiqError(f"--resume: {path} is not a readable Parquet file ({e})") from None
+    if schema.names != arrow_schema(kind).names:
+        raise MusiqError(f"--resume: {path} has columns {','.join(schema.names)}, expected "
+                         f"{','.join(arrow_schema(kind).names)} (another model kind?)")
+
+
+def _read_parquet_rows(out: "OutputFile") -> None:
+    from ..tables import require_pyarrow
+    require_pyarrow()
+    import pyarrow.parquet as pq
+    try:
+        table = pq.read_table(out.path, columns=["path", "error"])
+    except Exception as e:
+        raise MusiqError(f"--resume: {out.path} is not a readable Parquet file ({e})") from None
+    for path, error in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
+        out.rows.append(ResultRow(path, error is not None, ""))

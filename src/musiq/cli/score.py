@@ -31,7 +31,8 @@ from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
 from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
-from .output import make_writer, open_output
+from .output import ParquetWriter, make_writer, open_output
+from .ray_engine import add_ray_options, ray_predictions
 
 MAX_LISTED_FAILURES = 20
 
@@ -49,8 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=("table", "json", "csv", "jsonl"),
                    help="standard output format (default: table; 'MUSIQ score: X' for --image;"
                         " nothing when --output is given)")
-    p.add_argument("--output", "-o", metavar="FILE.csv|FILE.jsonl",
-                   help="append one flushed row per image to this file as results arrive")
+    p.add_argument("--output", "-o", metavar="FILE.csv|FILE.jsonl|FILE.parquet",
+                   help="append one flushed row per image to this file as results arrive "
+                        "(.parquet: row groups, the file is complete when the run ends)")
     p.add_argument("--resume", action="store_true",
                    help="with --output: skip images already in the file (scored or failed; "
                         "paths are compared resolved)")
@@ -88,6 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
     add_model_options(p)
+    add_ray_options(p)
     p.set_defaults(func=run)
 
 
@@ -179,7 +182,13 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
             problems = [p for p in problems if resolved(p.source) not in done]
             skipped = before - len(files) - len(problems)
         write_sidecar(output.path, provenance)
-        writers.append(make_writer(output.fmt, output.file, kind=scorer.kind, header=header))
+        if output.fmt == "parquet":
+            writers.append(ParquetWriter(output.path, scorer.kind, keep=bool(output.rows),
+                                         drop_failed=output.drop_failed_rows,
+                                         provenance=provenance))
+        else:
+            writers.append(make_writer(output.fmt, output.file, kind=scorer.kind,
+                                       header=header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
@@ -194,8 +203,11 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     n_failed = scored = 0
     start = time.perf_counter()
     try:
-        preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
-                                    max_batch_tokens=args.max_batch_tokens)
+        if args.engine == "ray":
+            preds = ray_predictions(scorer, files, args)
+        else:
+            preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
+                                        max_batch_tokens=args.max_batch_tokens)
         for p in itertools.chain(problems, _progress(preds, len(files), show)):
             p = finite(p)
             for w in writers:

@@ -1,0 +1,172 @@
+"""The Ray Data engine (musiq.distributed, musiq score --engine ray) and Parquet output.
+
+A local Ray is started by the test (2 CPUs) and shut down after; the cluster test starts a
+real head node with ``ray start --head --block`` on 127.0.0.1 and stops it by the process
+group of the process it started. Few, small images: the suite runs on 2 shared cores.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import GOLDEN
+
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from musiq.tables import arrow_schema  # noqa: E402
+
+IMAGES = ["chelsea_20x30_q90.jpg", "coffee_30x20_q90.jpg", "coffee_1000x2_q90.jpg",
+          "astronaut_333x517_q85.jpg"]
+MUSIQ = [sys.executable, "-m", "musiq.cli.main", "score"]
+# The test cluster listens on 127.0.0.1 only; token authentication is off for it (a real
+# cluster keeps it on and its drivers carry the token, docs/distributed.md).
+NO_AUTH = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> list[str]:
+    """Golden images plus hostile files: corrupt JPEG, empty file, text, a missing path."""
+    d = tmp_path_factory.mktemp("ray_inputs")
+    files = []
+    for name in IMAGES:
+        shutil.copy(GOLDEN / "images" / name, d / name)
+        files.append(str(d / name))
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.jpg").write_text("hello")
+    return files + [str(d / "corrupt.jpg"), str(d / "empty.png"), str(d / "notes.jpg"),
+                    str(d / "missing.jpg")]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             _temp_dir=tmp)
+    yield
+    ray.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_against_local(rows: list[dict], scorer, files: list[str]) -> None:
+    local = {p.source: p for p in scorer.predict_many(files)}
+    paths = [r["path"] for r in rows]
+    assert sorted(paths) == sorted(files)  # every path exactly once
+    for r in rows:
+        want = local[r["path"]]
+        if want.error is None:
+            assert r["error"] is None, r
+            assert abs(r["score"] - want.score) <= 1e-5
+            assert max(abs(a - b) for a, b in zip(r["logits"], want.logits)) <= 1e-5
+        else:
+            assert r["score"] is None and r["error"], r
+    assert {r["path"] for r in rows if r["error"]} == {p for p, w in local.items() if w.error}
+
+
+def test_score_dataset_equals_local_engine(local_ray, scorer_1class, inputs):
+    from musiq.distributed import score_dataset
+    ds = score_dataset(inputs, scorer_1class, concurrency=1, batch_size=8, model_batch_size=4,
+                       decode_batch_size=2)
+    table = ds.to_arrow_refs()
+    import pyarrow as pa
+    t = pa.concat_tables(ray.get(table))
+    assert t.schema.names == arrow_schema("mos").names
+    assert t.schema.field("logits").type == pa.list_(pa.float32())
+    rows = t.to_pylist()
+    check_against_local(rows, scorer_1class, inputs)
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {"corrupt.jpg", "empty.png", "notes.jpg", "missing.jpg"}
+    assert "empty" in errors["empty.png"] and "no such file" in errors["missing.jpg"]
+
+
+def test_score_dataset_from_a_dataset_of_bytes_with_distribution(local_ray, scorer_10class,
+                                                                 inputs):
+    from musiq.distributed import score_dataset
+    good = inputs[:3]
+    src = ray.data.from_items([{"path": p, "bytes": Path(p).read_bytes()} for p in good])
+    rows = score_dataset(src, scorer_10class).take_all()
+    check_against_local(rows, scorer_10class, good)
+    for r in rows:
+        assert len(r["distribution"]) == 10 and abs(sum(r["distribution"]) - 1) < 1e-6
+        assert r["std"] > 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Ray head on 127.0.0.1, started and stopped by this test (its process group)."""
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    proc = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--node-ip-address=127.0.0.1", "--include-dashboard=false", f"--temp-dir={tmp}",
+         "--disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=NO_AUTH)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert proc.poll() is None, "ray start --head exited"
+        time.sleep(1)
+    time.sleep(3)
+    yield address
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_cli_on_a_cluster_resumes_without_duplicates(cluster, ckpt_1class, scorer_1class,
+                                                     inputs, tmp_path):
+    out = tmp_path / "scores.parquet"
+    common = ["--model", str(ckpt_1class), "--device", "cpu", "--engine", "ray",
+              "--ray-address", cluster, "--output", str(out), "--quiet"]
+    # The first run stops after a part of the inputs (as an interrupted run leaves them).
+    first = subprocess.run(MUSIQ + inputs[:2] + inputs[-2:] + common, capture_output=True,
+                           text=True, timeout=600, env=NO_AUTH)
+    assert first.returncode == 1, first.stderr  # one of them failed
+    assert len(pq.read_table(out)) == 4
+    second = subprocess.run(MUSIQ + inputs + common + ["--resume"], capture_output=True,
+                            text=True, timeout=600, env=NO_AUTH)
+    assert second.returncode == 1, second.stderr
+    assert "Traceback" not in second.stderr
+    t = pq.read_table(out)
+    assert t.schema.names == arrow_schema("mos").names
+    check_against_local(t.to_pylist(), scorer_1class, inputs)
+
+
+def test_local_engine_parquet_output_and_resume(ckpt_10class, scorer_10class, inputs,
+                                                tmp_path):
+    out = tmp_path / "ava.parquet"
+    common = ["--model", str(ckpt_10class), "--device", "cpu", "--output", str(out)]
+    r = subprocess.run(MUSIQ + inputs[:2] + common, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(MUSIQ + inputs + common + ["--resume"], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    t = pq.read_table(out)
+    assert t.schema == arrow_schema("distribution")
+    check_against_local(t.to_pylist(), scorer_10class, inputs)
+    r = subprocess.run(MUSIQ + inputs[:1] + common, capture_output=True, text=True)
+    assert r.returncode != 0 and "exists" in r.stderr
