@@ -266,7 +266,9 @@ def test_cli_download_finds_the_local_checkout_dir_and_offline(server, ckpt_byte
     local = tmp_path / "musiq_original" / "checkpoints"
     local.mkdir(parents=True)
     (local / "koniq_ckpt.npz").write_bytes(ckpt_bytes)
-    env = {k: v for k, v in os.environ.items() if k != "MUSIQ_CHECKPOINT_DIR"}
+    # cwd is tmp_path: its ./musiq_original is the one to find (not the suite's empty one)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MUSIQ_CHECKPOINT_DIR", "MUSIQ_LOCAL_DIR")}
     for extra in ([], ["--offline"]):
         out = subprocess.run([sys.executable, "-m", "musiq.cli.main", "download", "koniq",
                               *extra], capture_output=True, text=True, timeout=300,

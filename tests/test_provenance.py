@@ -72,3 +72,30 @@ def test_prediction_to_dict_can_include_provenance(scorer_1class, ckpt_1class):
     d = p.to_dict(scorer_1class.provenance())
     assert d["provenance"]["checkpoint_sha256"] == file_sha256(ckpt_1class)
     assert d["score"] == p.score
+
+
+def test_parquet_output_carries_provenance_retries_failures_and_refuses_another_model(
+        ckpt_1class, tmp_path):
+    pq = __import__("pytest").importorskip("pyarrow.parquet")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not a jpeg")
+    out = tmp_path / "scores.parquet"
+    r = cli("score", A, bad, "--model", ckpt_1class, "-o", out)
+    assert r.returncode == 1, r.stderr
+    table = pq.read_table(out)
+    assert table.column("path").to_pylist() == [str(A), str(bad)]
+    meta = json.loads(pq.read_schema(out).metadata[b"musiq"])
+    assert meta["checkpoint_sha256"] == file_sha256(ckpt_1class)
+    assert not (tmp_path / "scores.parquet.lock").exists()
+    # --retry-failed: the failed row goes, the (now good) file is scored, nothing duplicated
+    bad.write_bytes(B.read_bytes())
+    r = cli("score", A, bad, "--model", ckpt_1class, "-o", out, "--resume", "--retry-failed")
+    assert r.returncode == 0, r.stderr
+    table = pq.read_table(out)
+    assert sorted(table.column("path").to_pylist()) == sorted([str(A), str(bad)])
+    assert table.column("error").to_pylist() == [None, None]
+    before = out.read_bytes()
+    other = write_checkpoint(tmp_path / "other.npz", "--classes", "1", "--seed", "7")
+    r = cli("score", A, B, "--model", other, "-o", out, "--resume")
+    assert r.returncode == 2 and "another model" in r.stderr
+    assert out.read_bytes() == before

@@ -15,7 +15,9 @@ from typing import Sequence
 from PIL import Image
 from tqdm import tqdm
 
-Image.MAX_IMAGE_PIXELS = None  # scored files were already checked by musiq score
+# Pillow's own decompression-bomb limit stays as it is (it is process-wide: lifting it here
+# would change what the decoder refuses in every other module); a file above it gets a card
+# without a picture.
 
 
 def thumbnail_bytes(path: Path, size: int) -> bytes | None:
