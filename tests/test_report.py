@@ -10,22 +10,19 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from browser_check import BROWSER_DIR, missing_browser
 from conftest import GOLDEN, ROOT
 from musiq.report import read_scores
 
 MUSIQ = [sys.executable, "-m", "musiq.cli.main"]
-BROWSER_DIR = ROOT / "tests" / "browser"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NAMES = ["chelsea_451x300_q75.jpg", "coffee_600x400_q90.jpg", "rocket_640x427_q85.jpg",
          "camera_512x512_gray_q90.jpg", "astronaut_448x333_q90.jpg"]
 
@@ -35,14 +32,6 @@ def cli(*args):
                           timeout=600)
 
 
-def browser_missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"chromium not found at {CHROMIUM}"
-    if shutil.which("node") is None:
-        return "node not found"
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return "playwright-core not installed (npm ci --prefix tests/browser)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +69,7 @@ def test_bad_scores_file_is_named(tmp_path):
 
 
 def test_report_page_in_chromium(ava_scores, tmp_path):
-    reason = browser_missing()
+    reason = missing_browser()
     if reason:
         if os.environ.get("MUSIQ_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but {reason}")
@@ -129,7 +118,7 @@ def test_report_page_in_chromium(ava_scores, tmp_path):
 
 
 def test_ten_thousand_rows_are_paged(tmp_path):
-    reason = browser_missing()
+    reason = missing_browser()
     if reason:
         if os.environ.get("MUSIQ_REQUIRE_BROWSER") == "1":
             pytest.fail(f"browser test required but {reason}")

@@ -8,35 +8,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import httpx
 import pytest
 
+from browser_check import BROWSER_DIR, missing_browser
 from conftest import GOLDEN, ROOT
 
 pytest.importorskip("fastapi")
 from serving import ServerProcess  # noqa: E402
 
-BROWSER_DIR = ROOT / "tests" / "browser"
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 KEY = "page-key-19a7"
 CHOSEN = ["chelsea_451x300_q75.jpg", "coffee_600x400_q90.jpg", "rocket_640x427_q85.jpg",
           "camera_512x512_gray_q90.jpg"]
 DROPPED = "astronaut_448x333_q90.jpg"
 
 
-def missing_browser() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"chromium not found at {CHROMIUM} (apt-get install chromium)"
-    if shutil.which("node") is None:
-        return "node not found"
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        return "playwright-core not installed (npm ci --prefix tests/browser)"
-    return None
 
 
 @pytest.fixture(scope="module")

@@ -216,9 +216,5 @@ def draw(ex: Explanation, path: str | os.PathLike, *, title: str = "",
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-    return path
+    from .plot import save_figure
+    return save_figure(fig, path)

@@ -45,6 +45,11 @@ def scatter_plot(path: str | os.PathLike, pred: np.ndarray, label: np.ndarray,
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "#cccccc"})
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(True, alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as PNG under a temporary name, then rename it (no half file)."""
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(path.name + ".partial.png")

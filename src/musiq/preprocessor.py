@@ -108,17 +108,11 @@ class Preprocessor:
 
     def decode(self, index: int, image: ImageInput) -> Prepared:
         """Decode one input to ``pixels`` (tokens are made later); never raises."""
-        source = source_name(image)
-        try:
+        def decoded(source: str) -> Prepared:
             rgb = self.pixels(image)
             return Prepared(index, source, pixels=rgb,
                             num_tokens=self.num_tokens(rgb.shape[0], rgb.shape[1]))
-        except ImageError as e:
-            return Prepared(index, source, error=e.reason)
-        except MemoryError:
-            return Prepared(index, source, error="out of memory while decoding")
-        except Exception as e:  # one odd file must not stop a run over thousands
-            return Prepared(index, source, error=f"{type(e).__name__}: {e}")
+        return _never_raising(index, image, decoded, "decoding")
 
     def tokens(self, image: ImageInput) -> Tokens:
         """Decode and preprocess one input (raises :class:`ImageError`)."""
@@ -126,16 +120,23 @@ class Preprocessor:
 
     def prepare(self, index: int, image: ImageInput) -> Prepared:
         """Decode and preprocess one input; any failure becomes ``error`` (never raises)."""
-        source = source_name(image)
-        try:
-            return Prepared(index, source, tokens=self.tokens(image))
-        except ImageError as e:
-            return Prepared(index, source, error=e.reason)
-        except MemoryError:
-            return Prepared(index, source, error="out of memory while decoding/preprocessing")
-        except Exception as e:  # one odd file must not stop a run over thousands
-            return Prepared(index, source, error=f"{type(e).__name__}: {e}")
+        return _never_raising(index, image,
+                              lambda source: Prepared(index, source, tokens=self.tokens(image)),
+                              "decoding/preprocessing")
 
     def with_config(self, **changes) -> "Preprocessor":
         """A copy with preprocessing settings changed (e.g. ``max_seq_len_from_original_res``)."""
         return replace(self, config=replace(self.config, **changes))
+
+
+def _never_raising(index: int, image: ImageInput, make, what: str) -> Prepared:
+    """``make(source)``, with any failure turned into a :class:`Prepared` with ``error``."""
+    source = source_name(image)
+    try:
+        return make(source)
+    except ImageError as e:
+        return Prepared(index, source, error=e.reason)
+    except MemoryError:
+        return Prepared(index, source, error=f"out of memory while {what}")
+    except Exception as e:  # one odd file must not stop a run over thousands
+        return Prepared(index, source, error=f"{type(e).__name__}: {e}")
