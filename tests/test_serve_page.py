@@ -37,7 +37,8 @@ def browser_ready():
         pytest.skip(reason)
 
 
-def test_page_scores_sorts_and_shows_range(browser_ready, ckpt_10class, tmp_path):
+def test_page_scores_sorts_and_shows_range(browser_ready, ckpt_10class, ckpt_1class,
+                                           tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not a picture")
     chosen = [GOLDEN / "images" / n for n in CHOSEN] + [bad]
@@ -45,8 +46,9 @@ def test_page_scores_sorts_and_shows_range(browser_ready, ckpt_10class, tmp_path
     shot = ARTIFACTS / "serve-page.png"
     shot.unlink(missing_ok=True)
     # Two files per request, so the page has to split the five it is given.
-    srv = ServerProcess("--model", str(ckpt_10class), "--max-files", "2",
-                        env={"MUSIQ_API_KEY": KEY})
+    # A second model: switching to it and back must not lose the first one's results.
+    srv = ServerProcess("--model", str(ckpt_10class), "--model", str(ckpt_1class),
+                        "--max-files", "2", env={"MUSIQ_API_KEY": KEY})
     try:
         run = subprocess.run(
             ["node", str(BROWSER_DIR / "page_test.mjs"), srv.url, KEY, str(shot),
@@ -63,6 +65,9 @@ def test_page_scores_sorts_and_shows_range(browser_ready, ckpt_10class, tmp_path
     finally:
         srv.stop()
 
+    assert shown["switched"]["options"] == ["ckpt_10class.npz", "ckpt_1class.npz"]
+    assert shown["switched"]["other"] == 0
+    assert shown["switched"]["back"] == len(chosen) + 1
     assert shown["dataRange"] == "1,10" and "from 1 to 10" in shown["range"]
     results = shown["results"]
     assert len(results) == len(chosen) + 1

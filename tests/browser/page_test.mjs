@@ -64,7 +64,18 @@ try {
     })),
   }));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ ...shown, problems }));
+
+  // Choosing another model shows that model's (empty) list; coming back shows these again.
+  const count = () => page.evaluate(() => document.querySelectorAll("#results li").length);
+  const options = await page.evaluate(() => Array.from(document.querySelector("#model").options).map((o) => o.value));
+  const switched = { options };
+  if (options.length > 1) {
+    await page.selectOption("#model", options[1]);
+    switched.other = await count();
+    await page.selectOption("#model", options[0]);
+    switched.back = await count();
+  }
+  console.log(JSON.stringify({ ...shown, switched, problems }));
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });
