@@ -192,18 +192,31 @@ def normalise(rgb: np.ndarray) -> np.ndarray:
     return x * np.float32(2.0) - np.float32(1.0)
 
 
+def plan_scales(height: int, width: int, config: PreprocessConfig = MULTI_SCALE
+                ) -> list[ScaleInfo]:
+    """The scales of a ``height`` x ``width`` image, native last: resized sizes, patch grids
+    and slots (a resized scale reserves ``ceil(L / patch)^2``; the native scale its tokens,
+    capped by ``max_seq_len_from_original_res``), from the size alone."""
+    sizes = [(L, *target_size(height, width, L)) for L in sorted(config.longer_side_lengths)]
+    sizes.append((None, height, width))
+    p = config.patch_size
+    infos = []
+    for sid, (L, rh, rw) in enumerate(sizes):
+        gh, gw = -(-rh // p), -(-rw // p)
+        if L is None:
+            cap = config.max_seq_len_from_original_res
+            slots = gh * gw if cap <= 0 else min(gh * gw, cap)
+        else:
+            slots = math.ceil(L / p) ** 2
+        infos.append(ScaleInfo(sid, rh, rw, gh, gw, slots))
+    return infos
+
+
 def token_count(height: int, width: int, config: PreprocessConfig = MULTI_SCALE) -> int:
     """Valid tokens :func:`preprocess` makes of a ``height`` x ``width`` image (all scales),
     from its size alone: what a caller checks before decoding."""
-    p = config.patch_size
-    n = 0
-    for side in config.longer_side_lengths:
-        rh, rw = target_size(height, width, side)
-        n += math.ceil(rh / p) * math.ceil(rw / p)
-    native = math.ceil(height / p) * math.ceil(width / p)
-    if config.max_seq_len_from_original_res > 0:
-        native = min(native, config.max_seq_len_from_original_res)
-    return n + native
+    *resized, native = plan_scales(height, width, config)
+    return sum(s.num_valid for s in resized) + native.slots
 
 
 def preprocess(rgb: np.ndarray, config: PreprocessConfig = MULTI_SCALE,
@@ -215,26 +228,20 @@ def preprocess(rgb: np.ndarray, config: PreprocessConfig = MULTI_SCALE,
     if h == 0 or w == 0:
         raise ImageError(source, f"image has no pixels ({w}x{h})")
     x = normalise(rgb)
-    sizes = [(L, *target_size(h, w, L)) for L in sorted(config.longer_side_lengths)]
-    sizes.append((None, h, w))
-    patches, positions, scale_ids, infos = [], [], [], []
-    for sid, (L, rh, rw) in enumerate(sizes):
+    infos = plan_scales(h, w, config)
+    patches, positions, scale_ids = [], [], []
+    for info in infos:
+        native = info is infos[-1]
         # The native scale is not resized; a resized scale runs the filter even when its
         # target size equals the input size (as TF does).
-        scaled = x if L is None else gaussian_resize(x, rh, rw)
+        scaled = x if native else gaussian_resize(x, info.height, info.width)
         p, gh, gw = extract_patches(scaled, config.patch_size)
         pos = (hashed_index(gh, config.hse_grid_size)[:, None] * config.hse_grid_size
                + hashed_index(gw, config.hse_grid_size)[None, :]).reshape(-1)
-        if L is None:
-            cap = config.max_seq_len_from_original_res
-            if cap > 0 and len(p) > cap:
-                p, pos = p[:cap], pos[:cap]
-            slots = len(p)
-        else:
-            slots = math.ceil(L / config.patch_size) ** 2
+        if native:  # the cap on native tokens (training) keeps the first ones
+            p, pos = p[:info.slots], pos[:info.slots]
         patches.append(p)
         positions.append(pos)
-        scale_ids.append(np.full(len(p), sid, np.int64))
-        infos.append(ScaleInfo(sid, rh, rw, gh, gw, slots))
+        scale_ids.append(np.full(len(p), info.scale_id, np.int64))
     return Tokens(np.concatenate(patches), np.concatenate(positions),
                   np.concatenate(scale_ids), infos)

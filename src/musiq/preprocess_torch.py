@@ -20,7 +20,6 @@ add exactly 0.0.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -29,7 +28,7 @@ import torch
 
 from .errors import ImageError
 from .preprocess import (MULTI_SCALE, PreprocessConfig, ScaleInfo, Tokens, hashed_index,
-                         normalise, resize_spans, target_size)
+                         normalise, plan_scales, resize_spans, token_count)
 
 __all__ = ["TorchTokens", "plan_scales", "num_tokens", "tokenize", "tokenize_one",
            "normalise_table", "resize_batch",
@@ -48,36 +47,8 @@ def normalise_table(device: torch.device | str = "cpu") -> torch.Tensor:
     return t
 
 
-def plan_scales(height: int, width: int, config: PreprocessConfig = MULTI_SCALE
-                ) -> list[ScaleInfo]:
-    """The scales of a ``height`` x ``width`` image: resized sizes, grids and slots (the
-    native scale last), without touching a pixel."""
-    infos = []
-    sizes = [(L, *target_size(height, width, L)) for L in sorted(config.longer_side_lengths)]
-    sizes.append((None, height, width))
-    p = config.patch_size
-    for sid, (L, rh, rw) in enumerate(sizes):
-        gh, gw = -(-rh // p), -(-rw // p)
-        if L is None:
-            cap = config.max_seq_len_from_original_res
-            n = gh * gw if cap <= 0 else min(gh * gw, cap)
-            slots = n
-        else:
-            slots = math.ceil(L / p) ** 2
-        infos.append(ScaleInfo(sid, rh, rw, gh, gw, slots))
-    return infos
-
-
-def _kept(info: ScaleInfo, config: PreprocessConfig, native: bool) -> int:
-    n = info.num_valid
-    cap = config.max_seq_len_from_original_res
-    return min(n, cap) if native and cap > 0 else n
-
-
-def num_tokens(height: int, width: int, config: PreprocessConfig = MULTI_SCALE) -> int:
-    """Valid tokens an image of this size yields (what the model's cost depends on)."""
-    infos = plan_scales(height, width, config)
-    return sum(_kept(s, config, s is infos[-1]) for s in infos)
+#: Valid tokens an image of this size yields: the same rules as the NumPy backend.
+num_tokens = token_count
 
 
 @dataclass
@@ -230,7 +201,7 @@ def tokenize_normalised(images: Sequence[torch.Tensor], config: PreprocessConfig
         for sid in range(num_scales):
             p = _patches(per_scale[sid][j], config.patch_size)
             if sid == num_scales - 1:
-                p = p[:_kept(plans[j][sid], config, True)]
+                p = p[:plans[j][sid].slots]
             patches.append(p)
             n += p.shape[0]
         lengths.append(n)
@@ -248,7 +219,7 @@ def _positions(plans: list[list[ScaleInfo]], config: PreprocessConfig
             p = (hashed_index(s.grid_h, g)[:, None] * g + hashed_index(s.grid_w, g)[None, :]
                  ).reshape(-1)
             if s is infos[-1]:
-                p = p[:_kept(s, config, True)]
+                p = p[:s.slots]
             pos.append(p)
             sids.append(np.full(len(p), s.scale_id, np.int64))
     return torch.from_numpy(np.concatenate(pos)), torch.from_numpy(np.concatenate(sids))

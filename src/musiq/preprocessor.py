@@ -23,7 +23,7 @@ import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image, source_name
 from .errors import ImageError
-from .preprocess import MULTI_SCALE, PreprocessConfig, Tokens, preprocess
+from .preprocess import MULTI_SCALE, PreprocessConfig, Tokens, preprocess, token_count
 
 if TYPE_CHECKING:  # torch is imported lazily: decode workers of the NumPy path skip it
     import torch
@@ -103,8 +103,7 @@ class Preprocessor:
 
     def num_tokens(self, height: int, width: int) -> int:
         """Valid tokens an ``height`` x ``width`` image gives, from its size alone."""
-        from .preprocess_torch import num_tokens
-        return num_tokens(height, width, self.config)
+        return token_count(height, width, self.config)
 
     def decode(self, index: int, image: ImageInput) -> Prepared:
         """Decode one input to ``pixels`` (tokens are made later); never raises."""

@@ -403,21 +403,6 @@ def _read_rows(out: OutputFile) -> None:
         out.rows.append(ResultRow(csv_unguard(cells[0]), bool(error), rec))
 
 
-def done_paths(path: str, fmt: str, kind: str) -> set[str]:
-    """Resolved paths already in an output file (scored or failed), for ``--resume``.
-
-    A last row cut short by a crash is removed from the file, so appending goes on cleanly.
-    Raises :class:`MusiqError` if the file was written for another kind of model.
-    """
-    out = open_output(path, resume=True, overwrite=False)
-    try:
-        out.check_kind(kind)
-        out.repair()
-        return out.done()
-    finally:
-        out.close()
-
-
 def _parquet_schema_check(path: str, kind: str) -> None:
     from ..tables import arrow_schema, require_pyarrow
     require_pyarrow()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 import sys
 import time
@@ -116,15 +115,6 @@ def _progress(preds: Iterator[Prediction], total: int, show: bool) -> Iterator[P
         bar.close()
 
 
-def finite(p: Prediction) -> Prediction:
-    """A prediction whose score is NaN or infinite becomes an error (a broken checkpoint):
-    such a value is no score, and not valid JSON."""
-    if p.error is None and p.score is not None and not math.isfinite(p.score):
-        return Prediction(source=p.source, error=f"the model returned a non-finite score "
-                                                 f"({p.score}); the checkpoint is broken")
-    return p
-
-
 def run(args: argparse.Namespace) -> int:
     raw = list(args.images) + list(args.image)
     if args.files_from:
@@ -209,7 +199,6 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
             preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
                                         max_batch_tokens=args.max_batch_tokens)
         for p in itertools.chain(problems, _progress(preds, len(files), show)):
-            p = finite(p)
             for w in writers:
                 w.write(p)
             if p.error is None:
