@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -27,43 +27,11 @@ from .pipeline import Prepared, iter_prepared
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens
 from .preprocessor import BACKENDS, Preprocessor
 from .registry import ModelInfo
+from .results.rows import Prediction
 from .staging import PinnedStaging
 
 __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
            "PRECISIONS"]
-
-
-@dataclass
-class Prediction:
-    """What a model says about one image.
-
-    ``score``: MOS (KonIQ/SPAQ/PaQ-2-PiQ, 0-100), mean of the distribution (AVA, 1-10) or the
-    top-1 probability (ImageNet, 0-1); None when the image failed, and ``error`` says why.
-    ``distribution``/``std``: AVA's 10 bin probabilities (scores 1..10) and their std.
-    ``top5``: ImageNet's five best classes as ``{"class": index, "probability": p}``.
-    """
-
-    source: str
-    score: float | None = None
-    error: str | None = None
-    logits: list[float] | None = None
-    distribution: list[float] | None = None
-    std: float | None = None
-    top5: list[dict] | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self, provenance: dict | None = None) -> dict:
-        """JSON-ready fields; ``provenance`` (from :meth:`Scorer.provenance`) is added under
-        the key ``provenance`` when given."""
-        d = asdict(self)
-        d = {"path": d.pop("source"), **d}
-        out = {k: v for k, v in d.items() if v is not None or k in ("path", "score", "error")}
-        if provenance is not None:
-            out["provenance"] = provenance
-        return out
 
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
