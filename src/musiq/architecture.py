@@ -10,6 +10,10 @@ nothing else spells an official name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .preprocess import PreprocessConfig
 
 #: Head sizes of the official checkpoints and what their outputs are.
 KIND_BY_CLASSES = {1: "mos", 10: "distribution", 1000: "imagenet"}
@@ -70,6 +74,19 @@ class Architecture:
     def token_features(self) -> int:
         """Pixel values per token: ``patch * patch * 3``."""
         return self.patch * self.patch * 3
+
+    @property
+    def preprocess(self) -> "PreprocessConfig":
+        """The preprocessing this network reads (timm's habit: the model carries its data
+        config): the official scales 224 and 384 plus the native one for multi-scale, the
+        native resolution alone for MUSIQ-single; patches of :attr:`patch` pixels, hashed
+        positions on a :attr:`pos_grid` grid."""
+        from .preprocess import MULTI_SCALE, PreprocessConfig
+        if self.num_scales not in (1, MULTI_SCALE.num_scales):
+            raise ValueError(f"no preprocessing is defined for {self.num_scales} scales")
+        scales = () if self.single_scale else MULTI_SCALE.longer_side_lengths
+        return PreprocessConfig(longer_side_lengths=scales, patch_size=self.patch,
+                                hse_grid_size=self.pos_grid)
 
     def with_head(self, num_classes: int) -> "Architecture":
         from dataclasses import replace

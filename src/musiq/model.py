@@ -11,8 +11,7 @@ sequences are padded per batch, and attention uses a key-padding mask through
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .architecture import OFFICIAL, Architecture, OfficialParam, official_parameters
-from .preprocess import Tokens
+from .packed import PackedBatch
 
 
 def _tf_same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -152,33 +151,6 @@ class EncoderBlock(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-@dataclass
-class PackedBatch:
-    """Valid tokens of several images, concatenated.
-
-    ``patches`` ``(N, 3072)`` float, ``positions`` and ``scale_ids`` ``(N,)`` int64,
-    ``lengths``: tokens per image (sum N).
-    """
-
-    patches: torch.Tensor
-    positions: torch.Tensor
-    scale_ids: torch.Tensor
-    lengths: list[int]
-
-    @classmethod
-    def from_tokens(cls, tokens: Sequence[Tokens]) -> "PackedBatch":
-        """Concatenate the valid tokens of several images (no copy for a single image)."""
-        def cat(arrays: list[np.ndarray]) -> torch.Tensor:
-            return torch.from_numpy(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
-
-        return cls(cat([t.patches for t in tokens]), cat([t.positions for t in tokens]),
-                   cat([t.scale_ids for t in tokens]), [len(t) for t in tokens])
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "PackedBatch":
-        return PackedBatch(self.patches.to(device, dtype), self.positions.to(device),
-                           self.scale_ids.to(device), self.lengths)
-
-
 class Musiq(nn.Module):
     """MUSIQ: packed valid tokens of B images -> ``(B, num_classes)`` logits.
 
@@ -201,10 +173,6 @@ class Musiq(nn.Module):
         for p in (self.pos_embedding, self.scale_embedding, self.cls):
             nn.init.normal_(p, std=0.02)  # a random start; checkpoints overwrite it
 
-    @property
-    def arch(self) -> Architecture:
-        return self.variant
-
     def embed(self, batch: PackedBatch) -> torch.Tensor:
         """``(N, hidden)`` token embeddings with position and scale added."""
         parts = [self.stem(batch.patches[i:i + self.stem_chunk])
@@ -212,8 +180,11 @@ class Musiq(nn.Module):
         x = torch.cat(parts) if len(parts) != 1 else parts[0]
         return x + self.pos_embedding[batch.positions] + self.scale_embedding[batch.scale_ids]
 
-    def encode(self, tokens: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-        """Packed embeddings -> ``(B, hidden)`` normalised CLS outputs."""
+    def encode(self, tokens: torch.Tensor, lengths: list[int],
+               on_block: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Packed embeddings -> ``(B, hidden)`` normalised CLS outputs. ``on_block(i, x)``
+        is called with each encoder block's input ``(B, S, hidden)`` (for attention maps);
+        it must not change ``x``."""
         b, longest = len(lengths), max(lengths)
         x = tokens.new_zeros(b, longest + 1, tokens.shape[-1])
         x[:, 0] = self.cls
@@ -225,7 +196,9 @@ class Musiq(nn.Module):
         if any(n != longest for n in lengths):
             keep = (slot[None, :] <= lengths_t[:, None])
             mask = keep[:, None, None, :]  # (B, 1, 1, S): padding keys excluded
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if on_block is not None:
+                on_block(i, x)
             x = block(x, mask)
         return self.encoder_norm(x[:, 0])
 

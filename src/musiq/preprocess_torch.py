@@ -20,13 +20,13 @@ add exactly 0.0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .errors import ImageError
+from .packed import PackedBatch
 from .preprocess import (MULTI_SCALE, PreprocessConfig, ScaleInfo, Tokens, hashed_index,
                          normalise, plan_scales, resize_spans, token_count)
 
@@ -51,28 +51,8 @@ def normalise_table(device: torch.device | str = "cpu") -> torch.Tensor:
 num_tokens = token_count
 
 
-@dataclass
-class TorchTokens:
-    """Valid tokens of several images, packed, on one device.
-
-    ``patches`` float32 ``(N, patch * patch * 3)`` in [-1, 1]; ``positions`` and
-    ``scale_ids`` int64 ``(N,)``; ``lengths``: tokens per image (sum N); ``scales``: each
-    image's :class:`~musiq.preprocess.ScaleInfo` list.
-    """
-
-    patches: torch.Tensor
-    positions: torch.Tensor
-    scale_ids: torch.Tensor
-    lengths: list[int]
-    scales: list[list[ScaleInfo]]
-
-    def image(self, i: int) -> Tokens:
-        """Image ``i`` as NumPy :class:`~musiq.preprocess.Tokens` (on the host)."""
-        start = sum(self.lengths[:i])
-        sl = slice(start, start + self.lengths[i])
-        return Tokens(self.patches[sl].detach().cpu().numpy(),
-                      self.positions[sl].cpu().numpy(), self.scale_ids[sl].cpu().numpy(),
-                      list(self.scales[i]))
+#: The packed tokens the torch backend makes (the one packed type, :mod:`musiq.packed`).
+TorchTokens = PackedBatch
 
 
 def _axis_plan(sizes_in: Sequence[int], sizes_out: Sequence[int], device: torch.device

@@ -23,6 +23,7 @@ import numpy as np
 
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, load_image, source_name
 from .errors import ImageError
+from .failures import describe_failure
 from .preprocess import MULTI_SCALE, PreprocessConfig, Tokens, preprocess, token_count
 
 if TYPE_CHECKING:  # torch is imported lazily: decode workers of the NumPy path skip it
@@ -66,7 +67,9 @@ class Preprocessor:
     cap); ``max_pixels``: images above this many pixels are refused from their header (None:
     no limit); ``exif_transpose``: apply the EXIF orientation (the original does not);
     ``backend``: ``numpy`` or ``torch``; ``device``: where the torch backend runs (``cpu``,
-    ``cuda``, ``cuda:N``; a string, so that the object stays picklable).
+    ``cuda``, ``cuda:N``; a string, so that the object stays picklable); ``max_tokens``:
+    images that would make more valid tokens are refused before they are tokenised (None:
+    no bound; the model's cost grows with the square of the token count).
     """
 
     config: PreprocessConfig = field(default=MULTI_SCALE)
@@ -74,6 +77,7 @@ class Preprocessor:
     exif_transpose: bool = False
     backend: str = "numpy"
     device: str = "cpu"
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_pixels is not None and self.max_pixels < 1:
@@ -86,9 +90,22 @@ class Preprocessor:
         """Decode any accepted input to ``(H, W, 3)`` uint8 RGB (raises :class:`ImageError`)."""
         return load_image(image, max_pixels=self.max_pixels, exif_transpose=self.exif_transpose)
 
+    def check_tokens(self, height: int, width: int, source: str) -> int:
+        """The valid tokens of an ``height`` x ``width`` image; raises :class:`ImageError`
+        above :attr:`max_tokens`."""
+        n = token_count(height, width, self.config)
+        if self.max_tokens is not None and n > self.max_tokens:
+            raise ImageError(source, f"image of {width}x{height} pixels would make {n:,} "
+                                     f"tokens, above the limit of {self.max_tokens:,} per "
+                                     "image (--max-tokens; its cost grows with the square "
+                                     "of the tokens)")
+        return n
+
     def tokens_of_pixels(self, rgb: np.ndarray, source: str = "<array>") -> Tokens:
         """Tokens of decoded ``(H, W, 3)`` uint8 pixels (raises :class:`ImageError`), made by
         :attr:`backend`; NumPy arrays on the host either way."""
+        if getattr(rgb, "ndim", 0) == 3:
+            self.check_tokens(rgb.shape[0], rgb.shape[1], source)
         if self.backend == "torch":
             from .preprocess_torch import tokenize_one
             return tokenize_one(rgb, self.config, source, self.device)
@@ -110,7 +127,7 @@ class Preprocessor:
         def decoded(source: str) -> Prepared:
             rgb = self.pixels(image)
             return Prepared(index, source, pixels=rgb,
-                            num_tokens=self.num_tokens(rgb.shape[0], rgb.shape[1]))
+                            num_tokens=self.check_tokens(rgb.shape[0], rgb.shape[1], source))
         return _never_raising(index, image, decoded, "decoding")
 
     def tokens(self, image: ImageInput) -> Tokens:
@@ -133,9 +150,5 @@ def _never_raising(index: int, image: ImageInput, make, what: str) -> Prepared:
     source = source_name(image)
     try:
         return make(source)
-    except ImageError as e:
-        return Prepared(index, source, error=e.reason)
-    except MemoryError:
-        return Prepared(index, source, error=f"out of memory while {what}")
     except Exception as e:  # one odd file must not stop a run over thousands
-        return Prepared(index, source, error=f"{type(e).__name__}: {e}")
+        return Prepared(index, source, error=describe_failure(e, what))

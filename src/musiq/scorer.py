@@ -7,9 +7,8 @@
 """
 from __future__ import annotations
 
-import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -17,104 +16,22 @@ import numpy as np
 import torch
 
 from .architecture import Architecture
-from .batching import Reorder, schedule
-from .decode import DEFAULT_MAX_PIXELS, ImageInput, source_name
+from .decode import ImageInput, source_name
+from .engine.plan import PRECISIONS, ScorerOptions, make_plan, resolve_device
+from .engine.runtime import Engine
+from .engine.stream import run_stream
 from .errors import ImageError, MusiqError
 from .factory import ModelSource, create_model
-from .model import Musiq, PackedBatch
+from .failures import NON_FINITE
+from .model import Musiq
 from .outputs import interpret, output_kind
-from .pipeline import Prepared, iter_prepared
-from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens
-from .preprocessor import BACKENDS, Preprocessor
+from .pipeline import iter_prepared
+from .preprocess import PreprocessConfig, Tokens
 from .registry import ModelInfo
 from .results.rows import Prediction
-from .staging import PinnedStaging
 
 __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
            "PRECISIONS"]
-
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@contextlib.contextmanager
-def _exact_fp32() -> Iterator[None]:
-    """No TF32 on CUDA: cuDNN's default TF32 convolutions move logits by ~3e-4."""
-    if not torch.cuda.is_available():
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MusiqError("device 'cuda' requested but CUDA is not available "
-                         "(use --device cpu or auto)")
-    return dev
-
-
-@dataclass(frozen=True)
-class ScorerOptions:
-    """How a :class:`Scorer` runs, validated when made.
-
-    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available);
-    ``max_pixels``: refuse images above this many pixels, from the header (None: no limit);
-    ``exif_transpose``: apply EXIF orientation (the original does not);
-    ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
-    CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
-    ``compile``: ``torch.compile`` the patch stem (for GPUs), on bucketed patch counts;
-    ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
-    (on the scoring device, from decoded pixels) or ``auto`` (torch on CUDA; NumPy on CPU,
-    which measures faster there: docs/performance.md). Both give the same tokens.
-    """
-
-    device: str | None = "auto"
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    exif_transpose: bool = False
-    max_batch_tokens: int | None = None
-    precision: str = "fp32"
-    compile: bool = False
-    backend: str = "torch"
-    threads: int | None = None
-    preprocess: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.preprocess not in ("auto", *BACKENDS):
-            raise MusiqError(f"preprocess must be auto, {' or '.join(BACKENDS)}, "
-                             f"not {self.preprocess!r}")
-        if self.precision not in PRECISIONS:
-            raise MusiqError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                             f"not {self.precision!r}")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise MusiqError(f"max_batch_tokens must be positive, not {self.max_batch_tokens}")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise MusiqError(f"max_pixels must be positive or None, not {self.max_pixels}")
-        device = resolve_device(self.device)  # raises for an unknown or absent device
-        from .backend import BACKENDS as RUNTIMES
-        if self.backend not in RUNTIMES:
-            raise MusiqError(f"backend must be one of {', '.join(RUNTIMES)}, "
-                             f"not {self.backend!r}")
-        if self.backend != "torch":
-            if device.type != "cpu":
-                raise MusiqError(f"the {self.backend} backend runs on CPU only "
-                                 "(use --device cpu)")
-            if self.preprocess == "torch":
-                raise MusiqError(f"the {self.backend} backend reads tokens made by NumPy "
-                                 "(--preprocess numpy or auto)")
-            if self.precision != "fp32":
-                raise MusiqError(f"the {self.backend} backend runs fp32 only "
-                                 f"(not {self.precision})")
-        if self.threads is not None and self.threads < 1:
-            raise MusiqError(f"threads must be positive, not {self.threads}")
 
 
 class Scorer:
@@ -131,74 +48,33 @@ class Scorer:
                  options: ScorerOptions | None = None, **kwargs) -> None:
         if options is not None and kwargs:
             raise TypeError("give either options= or option keywords, not both")
-        if "device" in kwargs and isinstance(kwargs["device"], torch.device):
-            kwargs["device"] = str(kwargs["device"])
-        self.options = opts = options or ScorerOptions(**kwargs)
+        self.options = options or ScorerOptions(**kwargs)
         source: ModelSource = getattr(model, "source", None) or ModelSource()
         self.path = path if path is not None else source.path
         self.info = info if info is not None else source.info
         self.variant = variant or model.variant
-        self.device = resolve_device(opts.device)
-        self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            # Few large stem calls: a GPU is bound by launches, not by this memory.
-            self.model.stem_chunk = max(self.model.stem_chunk, 8192)
-        if opts.compile:
-            self.compile_stem()
         self.output = output_kind(self.variant.kind)
-        backend = opts.preprocess
-        if backend == "auto":
-            backend = "torch" if self.device.type == "cuda" else "numpy"
-        self.preprocessor = Preprocessor(
-            SINGLE_SCALE if self.variant.single_scale else MULTI_SCALE,
-            opts.max_pixels, opts.exif_transpose, backend=backend, device=str(self.device))
-        self.staging = PinnedStaging(self.device)
-        # Token slots per forward pass. CPU: ~1k, so that small images share passes but a
-        # pass's activations stay in cache (a 1024x768 image ran 10 % faster alone than 8 per
-        # pass on 2 cores); GPU: large passes to fill the device.
-        self.max_batch_tokens = opts.max_batch_tokens or (
-            65536 if self.device.type == "cuda" else 1024)
-        self.runtime = None  # None: the torch model; else an object with logits(tokens)
-        if opts.backend != "torch":
-            self.use_backend(opts.backend, threads=opts.threads)
+        self.plan = make_plan(self.options, self.variant)
+        self.engine = Engine(model, self.plan, self.path)
+
+    # The plan's and the engine's parts, under the names callers know.
+    model = property(lambda self: self.engine.model)
+    device = property(lambda self: self.engine.device)
+    preprocessor = property(lambda self: self.plan.preprocessor)
+    max_batch_tokens = property(lambda self: self.plan.max_batch_tokens)
+    runtime = property(lambda self: self.engine.runtime)
+    staging = property(lambda self: self.engine.staging)
 
     def use_backend(self, name: str, threads: int | None = None) -> None:
         """Run forward passes on ``torch`` or ``onnxruntime`` (checked as
         :class:`ScorerOptions` checks them)."""
-        from .backend import OnnxRuntimeBackend
-        from dataclasses import replace
         self.options = replace(self.options, backend=name, threads=threads)
-        if name == "torch":
-            self.runtime = None
-            return
-        self.runtime = OnnxRuntimeBackend(self.model, self.path, threads=threads)
+        self.plan = make_plan(self.options, self.variant)
+        self.engine = Engine(self.engine.model, self.plan, self.path)
 
     def compile_stem(self) -> None:
-        """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
-        GPU (3x in bf16 on an H200, docs/performance.md). The first batch pays the compile."""
-        self.model.stem = torch.compile(self.model.stem, dynamic=False)
-        self._bucketed = True
-
-    _bucketed = False
-
-    def _embed(self, batch: PackedBatch) -> torch.Tensor:
-        """Token embeddings; with a compiled stem the patches are padded to a bucket (a power
-        of two from 256, then multiples of the stem chunk) so that it compiles a few shapes
-        once instead of once per new patch count."""
-        n = batch.patches.shape[0]
-        if not self._bucketed:
-            return self.model.embed(batch)
-        chunk = self.model.stem_chunk
-        size = 256
-        while size < min(n, chunk):
-            size *= 2
-        if n > chunk:
-            size = -(-n // chunk) * chunk
-        pad = size - n
-        if pad:
-            batch = PackedBatch(F_pad_rows(batch.patches, pad), F_pad_rows(batch.positions, pad),
-                                F_pad_rows(batch.scale_ids, pad), batch.lengths)
-        return self.model.embed(batch)[:n]
+        """``torch.compile`` the patch stem (see :meth:`Engine.compile_stem`)."""
+        self.engine.compile_stem()
 
     # -- description -------------------------------------------------------------------
     @property
@@ -256,59 +132,27 @@ class Scorer:
         :attr:`preprocessor`."""
         return self.preprocessor.tokens(image)
 
-    @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
         """``(B, num_classes)`` float32 logits for several tokenised images in one pass.
 
-        fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
-        under ``torch.autocast`` (see docs/performance.md for their effect on scores).
-        """
-        if self.runtime is not None:
-            if self.precision != "fp32":
-                raise MusiqError(f"the {self.runtime.name} backend runs fp32 only")
-            return self.runtime.logits(tokens)
-        batch = PackedBatch.from_tokens(tokens).to(self.device)
-        return self._forward(batch).float().cpu().numpy()
-
-    def _forward(self, batch: PackedBatch) -> torch.Tensor:
-        m = self.model
-        if self.precision == "fp32":
-            with _exact_fp32():
-                return m.head(m.encode(self._embed(batch), batch.lengths))
-        dtype = PRECISIONS[self.precision]
-        if self.device.type == "cpu":
-            # On CPU the stem's GroupNorms and casts are slower in bf16 than the convolutions
-            # gain: the stem stays fp32 and only the encoder runs in reduced precision.
-            x = self._embed(batch)
-            with torch.autocast("cpu", dtype=dtype):
-                return m.head(m.encode(x, batch.lengths))
-        with torch.autocast(self.device.type, dtype=dtype):
-            return m.head(m.encode(self._embed(batch), batch.lengths))
+        fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the encoder under
+        ``torch.autocast`` (see docs/performance.md for their effect on scores)."""
+        return self.engine.logits(tokens)
 
     @property
     def backend(self) -> str:
         """What runs the model: ``torch`` or ``onnxruntime`` (:attr:`runtime`)."""
-        return self.options.backend
+        return self.plan.runtime
 
     @property
     def preprocess(self) -> str:
         """Where tokens are made: ``numpy`` (host) or ``torch`` (on :attr:`device`)."""
-        return self.preprocessor.backend
+        return self.plan.tokens_on
 
-    def _logits_of_pixels_device(self, pixels: Sequence[np.ndarray],
-                                 sources: Sequence[str] | None = None) -> torch.Tensor:
-        """Launch one pass from decoded pixels: staged (pinned, non-blocking on CUDA),
-        tokenised on the device, run. The result stays on the device."""
-        on_device = self.staging.to_device(pixels)
-        tt = self.preprocessor.tokenize(on_device, list(sources) if sources else None)
-        batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
-        return self._forward(batch)
-
-    @torch.inference_mode()
     def logits_of_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """``(B, num_classes)`` float32 logits of several decoded ``(H, W, 3)`` uint8 images,
         tokenised by torch on :attr:`device` (equal to :meth:`logits` of their tokens)."""
-        return self._logits_of_pixels_device(pixels).float().cpu().numpy()
+        return self.engine.logits_of_pixels(pixels)
 
     def score_tensor(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
         """Differentiable scores of images given as tensors.
@@ -334,9 +178,7 @@ class Scorer:
         # (float64 stays float64, for a model in float64: gradient checks.)
         normed = [((t if t.dtype == torch.float64 else t.float()) * 2.0 - 1.0).permute(1, 2, 0)
                   for t in images]
-        tt = tokenize_normalised(normed, self.preprocess_config)
-        batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
-        logits = self._forward(batch)
+        logits = self.engine.forward(tokenize_normalised(normed, self.preprocess_config))
         return self._torch_score(logits if logits.dtype == torch.float64 else logits.float())
 
     def _torch_score(self, logits: torch.Tensor) -> torch.Tensor:
@@ -355,11 +197,10 @@ class Scorer:
     def predict(self, image: ImageInput) -> Prediction:
         """Full prediction for one image; raises :class:`ImageError` for a bad image."""
         if self.preprocess == "torch":
-            rgb = self.preprocessor.pixels(image)
-            lo = self.logits_of_pixels([rgb])[0]
+            lo = self.logits_of_pixels([self.preprocessor.pixels(image)])[0]
         else:
             lo = self.logits([self.tokens(image)])[0]
-        pred = self._prediction(source_name(image), lo)
+        pred = self.prediction(source_name(image), lo)
         if pred.error is not None:
             raise MusiqError(f"{pred.source}: {pred.error}")
         return pred
@@ -377,94 +218,33 @@ class Scorer:
         return self.score(image)
 
     def predict_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
-                     workers: int = 0, max_batch_tokens: int | None = None,
+                     workers: int | None = None, max_batch_tokens: int | None = None,
                      window: int | None = None) -> Iterator[Prediction]:
         """Predictions in input order; a bad image yields a Prediction with ``error`` set.
 
-        Images are decoded and preprocessed (in ``workers`` processes when > 0), read in
-        windows of ``window`` images (default ``4 * batch_size``), sorted by token count
-        within the window and run as packed forward passes of at most ``batch_size`` images
-        and ``max_batch_tokens`` padded tokens (default: the scorer's). Scores equal the
-        one-image path's (the same :meth:`logits`). Memory is bounded by the window.
+        Images are decoded and preprocessed (in ``workers`` processes when > 0; default: the
+        plan's, none on CPU), read in windows of ``window`` images (default
+        ``4 * batch_size``), sorted by token count within the window and run as packed
+        forward passes of at most ``batch_size`` images and ``max_batch_tokens`` padded tokens
+        (default: the plan's). Scores equal the one-image path's (the same engine). Memory
+        is bounded by the window.
         """
-        max_tokens = max_batch_tokens or self.max_batch_tokens
-        window = window or 4 * batch_size
-        order: Reorder[Prediction] = Reorder()
+        workers = self.plan.workers if workers is None else workers
+        prepared = iter_prepared(images, self.plan.worker_preprocessor() if workers
+                                 else self.preprocessor,
+                                 workers=workers, pixels=self.preprocess == "torch")
+        for item, row in run_stream(self.engine, prepared, batch_size=batch_size,
+                                    max_tokens=max_batch_tokens, window=window):
+            yield self.prediction(item.source, row)
 
-        def gate(stream: Iterator[Prepared]) -> Iterator[Prepared]:
-            # Failed images skip the model: they are ready at once.
-            for item in stream:
-                if not item.ok:
-                    order.put(item.index, Prediction(source=item.source, error=item.error))
-                else:
-                    yield item
-
-        pixels = self.preprocess == "torch"
-        prepared = iter_prepared(images, self.preprocessor, workers=workers, pixels=pixels)
-        # On CUDA a pass is launched before the previous one's logits are read back, so that
-        # decoding, copies and compute overlap; on CPU each pass is finished at once.
-        depth = 1 if (pixels and self.device.type == "cuda") else 0
-        inflight: list[tuple[Sequence[Prepared], object]] = []
-        for batch in schedule(gate(prepared), len, batch_size=batch_size,
-                              max_tokens=max_tokens, window=window,
-                              window_tokens=4 * max_tokens):
-            inflight.append((batch, self._launch(batch)))
-            while len(inflight) > depth:
-                done, launched = inflight.pop(0)
-                for item, pred in zip(done, self._finish(done, launched)):
-                    order.put(item.index, pred)
-            yield from order.ready()
-        for done, launched in inflight:
-            for item, pred in zip(done, self._finish(done, launched)):
-                order.put(item.index, pred)
-        yield from order.ready()
-        if len(order):  # pragma: no cover - every index is put exactly once
-            raise RuntimeError("internal error: results left unordered")
-
-    def _launch(self, batch: Sequence[Prepared]) -> object:
-        """Start one pass: device logits (torch backend), or the finished predictions."""
-        if batch[0].pixels is None:
-            return self._predict_batch(batch)
-        try:
-            with torch.inference_mode():
-                return self._logits_of_pixels_device(
-                    [item.pixels for item in batch],  # type: ignore[misc]
-                    [item.source for item in batch])
-        except (RuntimeError, MemoryError, ImageError):
-            return self._predict_batch(batch)
-
-    def _finish(self, batch: Sequence[Prepared], launched: object) -> list[Prediction]:
-        if isinstance(launched, list):
-            return launched
-        try:
-            rows = launched.float().cpu().numpy()  # type: ignore[attr-defined]
-        except (RuntimeError, MemoryError):
-            return self._predict_batch(batch)
-        return [self._prediction(item.source, lo) for item, lo in zip(batch, rows)]
-
-    def _prediction(self, source: str, logits: np.ndarray) -> Prediction:
-        """The prediction of one image's logits; NaN or infinite logits (a broken checkpoint)
-        make an error, never a score (such a value is no score, nor valid JSON)."""
-        if not np.all(np.isfinite(logits)):
-            return Prediction(source=source, error="the model returned non-finite logits "
-                                                   "(NaN or Inf); the checkpoint is broken")
-        return Prediction(source=source, **self.output.interpret(logits))
-
-    def _predict_batch(self, batch: Sequence[Prepared]) -> list[Prediction]:
-        """One forward pass; if it fails (out of memory, say), each image alone."""
-        try:
-            if batch[0].pixels is not None:
-                rows = self.logits_of_pixels([item.pixels for item in batch])  # type: ignore
-            else:
-                rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
-            return [self._prediction(item.source, lo)
-                    for item, lo in zip(batch, rows)]
-        except (RuntimeError, MemoryError, ImageError) as e:
-            if len(batch) > 1:
-                return [p for item in batch for p in self._predict_batch([item])]
-            reason = ("out of memory" if isinstance(e, MemoryError) else
-                      e.reason if isinstance(e, ImageError) else str(e).split("\n")[0])
-            return [Prediction(source=batch[0].source, error=f"model failed: {reason}")]
+    def prediction(self, source: str, row: "np.ndarray | str") -> Prediction:
+        """The prediction of one image's logits row (or of its failure's text); NaN or
+        infinite logits (a broken checkpoint) make an error, never a score."""
+        if isinstance(row, str):
+            return Prediction(source=source, error=str(row))
+        if not np.all(np.isfinite(row)):
+            return Prediction(source=source, error=NON_FINITE)
+        return Prediction(source=source, **self.output.interpret(row))
 
     def score_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                    errors: str = "raise") -> list[float | None]:
@@ -478,11 +258,6 @@ class Scorer:
                 raise ImageError(p.source, p.error)
             out.append(p.score)
         return out
-
-
-def F_pad_rows(t: torch.Tensor, n: int) -> torch.Tensor:
-    """``t`` with ``n`` zero rows appended."""
-    return torch.cat([t, t.new_zeros((n, *t.shape[1:]))])
 
 
 def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,

@@ -1,0 +1,232 @@
+"""One plan: every choice a scoring run makes, resolved once from the options and the model.
+
+:class:`ScorerOptions` is what a user asks for (``device="auto"``, ``preprocess="auto"`` ...);
+:func:`make_plan` resolves it against the network's :class:`~musiq.architecture.Architecture`
+and the machine into a :class:`Plan`: the device, the precision and TF32, where tokens are
+made, the runtime, the token budget of a forward pass and of one image, the stem chunk, the
+passes kept in flight, the decode workers and the threads. "auto" is resolved here and
+nowhere else; the Scorer, the CLI, the service's decode pool, the Ray actors and training
+all read the plan. A plan is frozen and picklable: it is what travels to worker processes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import torch
+
+from ..decode import DEFAULT_MAX_PIXELS
+from ..errors import MusiqError
+from ..preprocessor import BACKENDS as TOKEN_BACKENDS
+from ..preprocessor import Preprocessor
+
+__all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_tokens",
+           "exact_fp32", "make_plan", "resolve_device"]
+
+#: Precisions a forward pass can run in; fp32 is the exact one.
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: What runs the network: torch itself, or the exported graph in ONNX Runtime (CPU, fp32).
+RUNTIMES = ("torch", "onnxruntime")
+#: Pixels per token at the native scale of a 32-pixel patch: the per-image token bound's
+#: default is ``max_pixels / TOKEN_PIXELS`` (50 MP -> 16,277 tokens: a 16 MP photo).
+TOKEN_PIXELS = 3072
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise MusiqError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MusiqError("device 'cuda' requested but CUDA is not available "
+                         "(use --device cpu or auto)")
+    return dev
+
+
+def default_max_tokens(max_pixels: int | None) -> int | None:
+    """The default bound on one image's tokens: ``max_pixels / 3072`` (None: no bound).
+
+    A model pass costs the square of the token count, and an image's tokens depend on its
+    shape as much as on its pixels: a 1x999,999 PNG (1 MP) makes 31,269 tokens where a 4:3
+    photo of 1 MP makes about 1,000. The bound refuses such inputs before the model runs.
+    """
+    return None if max_pixels is None else -(-max_pixels // TOKEN_PIXELS)
+
+
+@dataclass(frozen=True)
+class ScorerOptions:
+    """How a :class:`~musiq.Scorer` runs, as asked for; validated when made.
+
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available);
+    ``max_pixels``: refuse images above this many pixels, from the header (None: no limit);
+    ``exif_transpose``: apply EXIF orientation (the original does not);
+    ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
+    CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
+    ``compile``: ``torch.compile`` the patch stem (for GPUs), on bucketed patch counts;
+    ``backend``: the runtime, ``torch`` or ``onnxruntime`` (CPU fp32);
+    ``threads``: CPU threads of the model (None: torch's default, one per core);
+    ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
+    (on the scoring device, from decoded pixels) or ``auto`` (torch on CUDA; NumPy on CPU,
+    which measures faster there: docs/performance.md). Both give the same tokens.
+    ``workers``: decode processes (None: none on CPU, up to 8 to feed a GPU);
+    ``max_tokens``: refuse an image that would make more tokens (None: the default,
+    ``max_pixels / 3072``; 0: no bound).
+    """
+
+    device: str | None = "auto"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    exif_transpose: bool = False
+    max_batch_tokens: int | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    backend: str = "torch"
+    threads: int | None = None
+    preprocess: str = "auto"
+    workers: int | None = None
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, torch.device):
+            object.__setattr__(self, "device", str(self.device))
+        _check_choice("preprocess", self.preprocess, ("auto", *TOKEN_BACKENDS))
+        _check_choice("precision", self.precision, tuple(PRECISIONS))
+        _check_choice("backend", self.backend, RUNTIMES)
+        for name in ("max_batch_tokens", "max_pixels", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise MusiqError(f"{name} must be positive, not {value}")
+        for name in ("workers", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise MusiqError(f"{name} must be 0 or more, not {value}")
+        device = resolve_device(self.device)  # raises for an unknown or absent device
+        if self.backend != "torch":
+            if device.type != "cpu":
+                raise MusiqError(f"the {self.backend} backend runs on CPU only "
+                                 "(use --device cpu)")
+            if self.preprocess == "torch":
+                raise MusiqError(f"the {self.backend} backend reads tokens made by NumPy "
+                                 "(--preprocess numpy or auto)")
+            if self.precision != "fp32":
+                raise MusiqError(f"the {self.backend} backend runs fp32 only "
+                                 f"(not {self.precision})")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise MusiqError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every choice of a run, resolved (see :func:`make_plan`).
+
+    ``device``: ``cpu`` or ``cuda[:N]``; ``precision``: ``fp32`` (exact: TF32 off),
+    ``bf16``, ``fp16``; ``runtime``: ``torch`` or ``onnxruntime``; ``preprocessor``:
+    decoding and preprocessing, with the network's own configuration and where tokens are
+    made (its ``backend``); ``max_batch_tokens``: padded token slots per forward pass;
+    ``stem_chunk``: patches per stem call; ``depth``: passes launched before the oldest is
+    read back (1 on CUDA from pixels, else 0); ``workers``: decode processes;
+    ``threads``: the model's CPU threads (None: torch's default); ``compile``: the stem is
+    compiled on bucketed shapes.
+    """
+
+    device: str
+    precision: str
+    runtime: str
+    preprocessor: Preprocessor
+    max_batch_tokens: int
+    stem_chunk: int
+    depth: int
+    workers: int
+    threads: int | None = None
+    compile: bool = False
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.torch_device.type == "cuda"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
+
+    @property
+    def tokens_on(self) -> str:
+        """Where tokens are made: ``numpy`` (host, decode workers) or ``torch`` (device)."""
+        return self.preprocessor.backend
+
+    @property
+    def max_tokens(self) -> int | None:
+        return self.preprocessor.max_tokens
+
+    def worker_preprocessor(self) -> Preprocessor:
+        """What decode worker processes run: never on a GPU (one CUDA context per worker
+        would cost ~500 MB each); workers of the torch-tokens path only decode pixels."""
+        return replace(self.preprocessor, device="cpu")
+
+    def apply_threads(self) -> None:
+        """Set the model's CPU threads (the one place a run sets them)."""
+        if self.threads:
+            torch.set_num_threads(self.threads)
+
+    def describe(self) -> dict:
+        """The plan as plain data (for provenance and logs)."""
+        return {"device": self.device, "precision": self.precision, "runtime": self.runtime,
+                "preprocess": self.tokens_on, "max_batch_tokens": self.max_batch_tokens,
+                "max_tokens": self.max_tokens, "workers": self.workers,
+                "threads": self.threads, "compile": self.compile}
+
+
+def make_plan(options: ScorerOptions, arch) -> Plan:
+    """Resolve ``options`` for a network of architecture ``arch`` on this machine."""
+    device = resolve_device(options.device)
+    cuda = device.type == "cuda"
+    tokens_on = options.preprocess
+    if tokens_on == "auto":
+        tokens_on = "torch" if cuda else "numpy"
+    max_tokens = options.max_tokens
+    if max_tokens is None:
+        max_tokens = default_max_tokens(options.max_pixels)
+    preprocessor = Preprocessor(arch.preprocess, options.max_pixels, options.exif_transpose,
+                                backend=tokens_on, device=str(device),
+                                max_tokens=max_tokens or None)
+    workers = options.workers
+    if workers is None:
+        # Preprocessing is ~5 % of CPU time: in-process on CPU; parallel to feed a GPU.
+        workers = max(1, min(8, (os.cpu_count() or 2) - 1)) if cuda else 0
+    return Plan(
+        device=str(device), precision=options.precision, runtime=options.backend,
+        preprocessor=preprocessor,
+        # CPU: ~1k slots, so that small images share passes but a pass's activations stay
+        # in cache (a 1024x768 image ran 10 % faster alone than 8 per pass on 2 cores);
+        # GPU: large passes to fill the device.
+        max_batch_tokens=options.max_batch_tokens or (65536 if cuda else 1024),
+        # A GPU is bound by launches, not by the stem's memory: few large stem calls.
+        stem_chunk=8192 if cuda else 256,
+        depth=1 if (cuda and tokens_on == "torch") else 0,
+        workers=workers, threads=options.threads, compile=options.compile)
+
+
+@contextlib.contextmanager
+def exact_fp32(device: torch.device | str | None = None) -> Iterator[None]:
+    """No TF32 on CUDA inside the block: cuDNN's default TF32 convolutions move logits by
+    ~3e-4. Every fp32 forward pass (scoring, validation, explain) runs inside it."""
+    if not torch.cuda.is_available() or (device is not None
+                                         and torch.device(device).type != "cuda"):
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -1,0 +1,154 @@
+"""The engine: packed tokens in, logits out, on one :class:`~musiq.engine.plan.Plan`.
+
+:class:`Engine` owns the network on its device and everything between tokens and logits:
+the precision (fp32 exact with TF32 off; bf16/fp16 autocast), the patch stem's chunking and
+compiled shape buckets, staging decoded pixels to the device and tokenising them there, and
+the runtime (the torch network, or ONNX Runtime on the exported graph). The Scorer, the
+service's batcher, training validation, explain, the Ray actors and the benchmarks all run
+their forward passes through it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..failures import describe_failure
+from ..model import Musiq
+from ..packed import PackedBatch
+from ..preprocess import Tokens
+from ..preprocessor import Prepared
+from ..staging import PinnedStaging
+from .plan import Plan, exact_fp32
+
+__all__ = ["Engine", "Failure"]
+
+
+class Failure(str):
+    """An image's error text, where an engine result would be its logits row."""
+
+
+class Engine:
+    """Forward passes of ``model`` as ``plan`` says; ``checkpoint`` is the file the weights
+    came from (the ONNX Runtime runtime caches its export by it)."""
+
+    def __init__(self, model: Musiq, plan: Plan, checkpoint: Path | None = None) -> None:
+        self.plan = plan
+        self.device = plan.torch_device
+        self.model = model.to(self.device).eval()
+        self.model.stem_chunk = max(self.model.stem_chunk, plan.stem_chunk)
+        self.staging = PinnedStaging(self.device)
+        self._bucketed = False
+        if plan.compile:
+            self.compile_stem()
+        self.runtime = None  # None: the torch network; else an object with logits(tokens)
+        if plan.runtime != "torch":
+            from ..backend import OnnxRuntimeBackend
+            self.runtime = OnnxRuntimeBackend(self.model, checkpoint, threads=plan.threads)
+
+    def compile_stem(self) -> None:
+        """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
+        GPU (3x in bf16 on an H200, docs/performance.md). Patch counts are padded to a few
+        buckets, so it compiles a few shapes once; the first batch pays the compile."""
+        self.model.stem = torch.compile(self.model.stem, dynamic=False)
+        self._bucketed = True
+
+    # -- torch ---------------------------------------------------------------------------
+    def embed(self, batch: PackedBatch) -> torch.Tensor:
+        """Token embeddings; with a compiled stem the patches are padded to a bucket (a power
+        of two from 256, then multiples of the stem chunk)."""
+        n = batch.patches.shape[0]
+        if not self._bucketed:
+            return self.model.embed(batch)
+        chunk = self.model.stem_chunk
+        size = 256
+        while size < min(n, chunk):
+            size *= 2
+        if n > chunk:
+            size = -(-n // chunk) * chunk
+        if size > n:
+            batch = batch.padded(size - n)
+        return self.model.embed(batch)[:n]
+
+    def forward(self, batch: PackedBatch,
+                on_block: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """``(B, num_classes)`` logits of a packed batch already on the device, in the plan's
+        precision; differentiable (no ``inference_mode`` here). The head always runs in
+        float32, so a reduced precision never rounds the score itself. ``on_block(i, x)``
+        sees each encoder block's input (for attention maps; see :meth:`Musiq.encode`)."""
+        m = self.model
+        if self.plan.precision == "fp32":
+            with exact_fp32(self.device):
+                return m.head(m.encode(self.embed(batch), batch.lengths, on_block))
+        dtype, kind = self.plan.dtype, self.device.type
+        if kind == "cpu":
+            # On CPU the stem's GroupNorms and casts are slower in bf16 than the convolutions
+            # gain: the stem stays fp32 and only the encoder runs in reduced precision.
+            x = self.embed(batch)
+            with torch.autocast(kind, dtype=dtype):
+                cls = m.encode(x, batch.lengths, on_block)
+        else:
+            with torch.autocast(kind, dtype=dtype):
+                cls = m.encode(self.embed(batch), batch.lengths, on_block)
+        return m.head(cls.float())
+
+    # -- tokens or pixels in, logits out -----------------------------------------------------
+    @torch.inference_mode()
+    def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
+        """``(B, num_classes)`` float32 logits of several tokenised images in one pass."""
+        if self.runtime is not None:
+            return self.runtime.logits(tokens)
+        batch = PackedBatch.from_tokens(tokens).to(self.device)
+        return self.forward(batch).float().cpu().numpy()
+
+    def launch_pixels(self, pixels: Sequence[np.ndarray],
+                      sources: Sequence[str] | None = None) -> torch.Tensor:
+        """Launch one pass from decoded pixels: staged (pinned, non-blocking on CUDA),
+        tokenised on the device, run. The logits stay on the device (not yet read)."""
+        on_device = self.staging.to_device(pixels)
+        batch = self.plan.preprocessor.tokenize(on_device, list(sources) if sources else None)
+        return self.forward(batch)
+
+    @torch.inference_mode()
+    def logits_of_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """``(B, num_classes)`` float32 logits of decoded ``(H, W, 3)`` uint8 images,
+        tokenised by torch on the device (equal to :meth:`logits` of their tokens)."""
+        return self.launch_pixels(pixels).float().cpu().numpy()
+
+    # -- prepared images: a pass that may fail ------------------------------------------------
+    def launch(self, batch: Sequence[Prepared]) -> object:
+        """Start one pass over prepared images: device logits (pixels on the torch path), or
+        the finished rows (see :meth:`run`) when the pass runs at once or fails."""
+        if batch[0].pixels is None:
+            return self.run(batch)
+        try:
+            with torch.inference_mode():
+                return self.launch_pixels([item.pixels for item in batch],  # type: ignore
+                                          [item.source for item in batch])
+        except Exception:  # the pass is run again image by image, which names the failure
+            return self.run(batch)
+
+    def finish(self, batch: Sequence[Prepared], launched: object) -> list:
+        """The rows of a launched pass: a float32 logits row or a :class:`Failure` each."""
+        if isinstance(launched, list):
+            return launched
+        try:
+            return list(launched.float().cpu().numpy())  # type: ignore[attr-defined]
+        except Exception:
+            return self.run(batch)
+
+    def run(self, batch: Sequence[Prepared]) -> list:
+        """One pass now: a logits row per image; if the pass fails (out of memory, say), each
+        image alone, and an image that still fails gets a :class:`Failure`."""
+        try:
+            if batch[0].pixels is not None:
+                rows = self.logits_of_pixels([item.pixels for item in batch])  # type: ignore
+            else:
+                rows = self.logits([item.tokens for item in batch])  # type: ignore[misc]
+            return list(rows)
+        except Exception as e:
+            if len(batch) > 1:
+                return [row for item in batch for row in self.run([item])]
+            return [Failure(describe_failure(e, "the forward pass"))]

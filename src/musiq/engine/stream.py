@@ -1,0 +1,56 @@
+"""Run a stream of prepared images through the engine in packed passes, in input order.
+
+Images arrive decoded (and tokenised, on the NumPy path) from :func:`musiq.pipeline.
+iter_prepared`; within a window they are sorted by token count and packed into passes of at
+most ``batch_size`` images and ``max_tokens`` padded token slots (:func:`musiq.batching.
+schedule`); results leave in input order. On CUDA a pass is launched before the previous
+one's logits are read back (the plan's ``depth``), so decoding, copies and compute overlap.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..batching import Reorder, schedule
+from ..preprocessor import Prepared
+from .runtime import Engine, Failure
+
+__all__ = ["run_stream"]
+
+Row = "np.ndarray | Failure"
+
+
+def run_stream(engine: Engine, prepared: Iterable[Prepared], *, batch_size: int,
+               max_tokens: int | None = None, window: int | None = None
+               ) -> Iterator[tuple[Prepared, np.ndarray | Failure]]:
+    """``(item, logits row or Failure)`` for every prepared image, in input order; an image
+    that failed before the model carries its own error as a :class:`Failure`."""
+    max_tokens = max_tokens or engine.plan.max_batch_tokens
+    window = window or 4 * batch_size
+    order: Reorder[tuple[Prepared, object]] = Reorder()
+
+    def gate(stream: Iterable[Prepared]) -> Iterator[Prepared]:
+        for item in stream:  # failed images skip the model: they are ready at once
+            if item.ok:
+                yield item
+            else:
+                order.put(item.index, (item, Failure(item.error or "not scored")))
+
+    def settle(done: Sequence[Prepared], launched: object) -> None:
+        for item, row in zip(done, engine.finish(done, launched)):
+            order.put(item.index, (item, row))
+
+    depth = engine.plan.depth
+    inflight: list[tuple[Sequence[Prepared], object]] = []
+    for batch in schedule(gate(prepared), len, batch_size=batch_size, max_tokens=max_tokens,
+                          window=window, window_tokens=4 * max_tokens):
+        inflight.append((batch, engine.launch(batch)))
+        while len(inflight) > depth:
+            settle(*inflight.pop(0))
+        yield from order.ready()  # type: ignore[misc]
+    for done, launched in inflight:
+        settle(done, launched)
+    yield from order.ready()  # type: ignore[misc]
+    if len(order):  # pragma: no cover - every index is put exactly once
+        raise RuntimeError("internal error: results left unordered")
