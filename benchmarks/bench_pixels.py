@@ -33,7 +33,6 @@ import torch
 
 import musiq
 from musiq import load_image, preprocess
-from musiq.model import PackedBatch
 from musiq.pipeline import iter_prepared
 from musiq.preprocess_torch import tokenize
 
@@ -111,10 +110,9 @@ def main() -> None:
                              f"batch {batch_size}, {args.workers} decode processes"))
             # The model alone on tokens already on the device.
             tt = tokenize([rgb] * min(batch_size, len(files)), device=dev)
-            batch = PackedBatch(tt.patches, tt.positions, tt.scale_ids, tt.lengths)
             with torch.inference_mode():
-                sc._forward(batch)
-                t = _median_time(lambda: sc._forward(batch), args.repeat)
+                sc.engine.forward(tt)
+                t = _median_time(lambda: sc.engine.forward(tt), args.repeat)
             rows.append((f"model alone {precision}", f"{len(tt.lengths) / t:.2f} images/s",
                          f"batch {len(tt.lengths)}, tokens on {dev.type}"))
     finally:

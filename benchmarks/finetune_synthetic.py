@@ -90,7 +90,7 @@ def main() -> int:
     val = synthetic.make_set(data / "val", val_photos, crops_per_photo=a.val_crops,
                              size=a.size, seed=a.seed + 100, source_dir=a.photos, whole=False)
     init = make_init(a.init, a.out, a.make_checkpoint)
-    device = musiq.scorer.resolve_device(a.device)
+    device = musiq.engine.resolve_device(a.device)
 
     before = musiq.evaluate(musiq.load(init, device=device), val, bootstrap=0)
     output = a.out / f"{a.tag}.npz"

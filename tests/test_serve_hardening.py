@@ -61,7 +61,7 @@ def test_thin_image_is_refused_by_its_token_count(server, client):
     started = time.monotonic()
     r = client.post(server.url + "/v1/score", content=thin_png(999_999), headers=AUTH)
     assert r.status_code == 422, r.text
-    assert "would make 31,269 tokens, above this server's limit of 20,000" in r.json()["detail"]
+    assert "would make 31,269 tokens, above the limit of 20,000" in r.json()["detail"]
 
 
 def test_slow_decode_is_killed_and_the_server_recovers(server, client):

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import numpy as np
 
 from .architecture import Architecture
 from .errors import ImageError, MusiqError
+from .engine.plan import make_plan
 from .preprocessor import Preprocessor
 from .scorer import Scorer, ScorerOptions, load
 from .tables import arrow_schema, predictions_table
@@ -193,12 +194,12 @@ class _ModelActor:
 
     def __init__(self, payload: Any, batch_size: int, threads: int | None) -> None:
         import ray
-        import torch
-        if threads:
-            torch.set_num_threads(threads)
         if isinstance(payload, ray.ObjectRef):
             payload = ray.get(payload)
+        if threads and payload.options.threads is None:
+            payload = replace(payload, options=replace(payload.options, threads=threads))
         self.scorer = payload.scorer()
+        self.scorer.plan.apply_threads()
         self.batch_size = batch_size
 
     def __call__(self, batch: Any) -> Any:
@@ -274,8 +275,8 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
         scorer = model
     else:
         scorer = load(model, checkpoint_dir=checkpoint_dir, offline=offline, device="cpu")
-    preprocessor = Preprocessor(scorer.preprocess_config, options.max_pixels,
-                                options.exif_transpose)
+    # The decode tasks run the plan's worker preprocessing (host, never a GPU context).
+    preprocessor = make_plan(options, scorer.variant).worker_preprocessor()
     kind = scorer.kind
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")

@@ -80,7 +80,7 @@ def evaluate(model: str | os.PathLike | Scorer, labels: str | os.PathLike | list
              columns: LabelColumns = LabelColumns(), batch_size: int = 8,
              bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
              emd_r: float = 1.0, plot: str | os.PathLike | None = None,
-             report: str | os.PathLike | None = None, device: str | None = "cpu",
+             report: str | os.PathLike | None = None, device: str | None = "auto",
              progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Score every labelled image with ``model`` and compare with the labels.
 

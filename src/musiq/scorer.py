@@ -275,11 +275,14 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
     ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"``
     or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra; ``preprocess``: ``"auto"``,
-    ``"numpy"`` or ``"torch"``, where tokens are made); they are checked before the
-    checkpoint is read.
+    ``"numpy"`` or ``"torch"``, where tokens are made; ``workers``; ``max_tokens``); they are
+    checked before the checkpoint is read. ``options=ScorerOptions(...)`` gives them whole.
     """
-    if isinstance(device, torch.device):
-        device = str(device)
-    opts = ScorerOptions(device=device, **options)
+    if options.get("options") is not None:
+        opts = options.pop("options")
+        if options or device != "auto":
+            raise TypeError("give either options= or option keywords, not both")
+    else:
+        opts = ScorerOptions(device=device, **options)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
     return Scorer(net, options=opts)

@@ -4,34 +4,61 @@ from __future__ import annotations
 import argparse
 
 from ..decode import DEFAULT_MAX_PIXELS
+from ..engine.plan import ScorerOptions
 from ..scorer import Scorer, load
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
+                      max_pixels: int = DEFAULT_MAX_PIXELS, image_tokens: bool = True) -> None:
+    """The options that choose and place a model. ``several``: ``--model`` may be repeated
+    (a server keeps several in memory); ``max_pixels``: the default pixel limit;
+    ``image_tokens``: add ``--max-tokens`` (the per-image token bound)."""
     g = p.add_argument_group("model")
-    g.add_argument("--model", "-m", default="koniq", metavar="NAME|PATH",
-                   help="registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; "
-                        "pyiqa's musiq-koniq, musiq-spaq, musiq-paq2piq, musiq-ava too) or a "
-                        ".npz path (default: koniq)")
+    names = ("registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; pyiqa's "
+             "musiq-koniq, musiq-spaq, musiq-paq2piq, musiq-ava too) or a .npz path")
+    if several:
+        g.add_argument("--model", "-m", action="append", metavar="NAME|PATH",
+                       help=names + "; repeat to serve several (default: koniq; the first "
+                                    "is the default model)")
+    else:
+        g.add_argument("--model", "-m", default="koniq", metavar="NAME|PATH",
+                       help=names + " (default: koniq)")
     g.add_argument("--checkpoint-dir", metavar="DIR",
                    help="directory holding the official checkpoints (also $MUSIQ_CHECKPOINT_DIR;"
                         " ./musiq_original/checkpoints and the user cache are searched too)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available, else cpu)")
-    g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+    g.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: CUDA when available, else cpu)")
+    g.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
                    help=f"refuse images above N pixels, checked from the header "
-                        f"(default {DEFAULT_MAX_PIXELS:,}; 0 = no limit)")
+                        f"(default {max_pixels:,}; 0 = no limit)")
+    if image_tokens:
+        g.add_argument("--max-tokens", type=int, default=None, metavar="N",
+                       help="refuse images that would make more than N tokens, before the "
+                            "model runs (its cost grows with the square of the tokens; "
+                            "default: max-pixels / 3072, 16,277 at 50 MP; 0 = no limit)")
     g.add_argument("--exif-transpose", action="store_true",
                    help="apply EXIF orientation (off by default, as in the original)")
     g.add_argument("--offline", action="store_true", default=None,
                    help="never download a missing checkpoint (also $MUSIQ_OFFLINE=1)")
 
 
-def load_from_args(args: argparse.Namespace) -> Scorer:
-    """The scorer the options describe; every option is checked before the checkpoint loads
-    (``--precision``/``--compile`` where the subcommand has them)."""
-    return load(args.model, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
-                offline=args.offline, precision=getattr(args, "precision", "fp32"),
-                compile=getattr(args, "compile", False),
-                backend=getattr(args, "backend", "torch"), threads=getattr(args, "threads", None),
-                preprocess=getattr(args, "preprocess", "auto"))
+def options_from_args(args: argparse.Namespace) -> ScorerOptions:
+    """The :class:`ScorerOptions` the command line describes (checked when made): every
+    option a subcommand has, and the defaults for those it has not."""
+    def get(name: str, default=None):
+        return getattr(args, name, default)
+
+    return ScorerOptions(
+        device=args.device, max_pixels=args.max_pixels or None,
+        exif_transpose=args.exif_transpose, max_batch_tokens=get("max_batch_tokens"),
+        precision=get("precision", "fp32"), compile=get("compile", False),
+        backend=get("backend", "torch"), threads=get("threads"),
+        preprocess=get("preprocess", "auto"), workers=get("workers"),
+        max_tokens=get("max_tokens"))
+
+
+def load_from_args(args: argparse.Namespace, model: str | None = None) -> Scorer:
+    """The scorer the options describe (``model``: this one instead of ``--model``); every
+    option is checked before the checkpoint loads."""
+    return load(model or args.model, checkpoint_dir=args.checkpoint_dir,
+                offline=args.offline, options=options_from_args(args))

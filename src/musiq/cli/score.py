@@ -22,11 +22,11 @@ import sys
 import time
 from typing import Iterator
 
-import torch
 from tqdm import tqdm
 
 from ..errors import MusiqError
-from ..scorer import PRECISIONS, Prediction
+from ..engine.plan import PRECISIONS
+from ..scorer import Prediction
 from .common import add_model_options, load_from_args
 from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
@@ -93,13 +93,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def default_workers(device: torch.device) -> int:
-    """Preprocessing is ~5 % of CPU time: in-process on CPU; parallel to feed a GPU."""
-    if device.type == "cpu":
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
-
-
 def _progress(preds: Iterator[Prediction], total: int, show: bool) -> Iterator[Prediction]:
     bar = tqdm(total=total, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True,
                smoothing=0.1)
@@ -145,9 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction],
            output) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     scorer = load_from_args(args)
+    scorer.plan.apply_threads()
 
     writers = []
     skipped = 0
@@ -187,7 +179,6 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
                                    several=len(files) + len(problems) > 1,
                                    model=scorer.name, score_range=scorer.score_range))
 
-    workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
     failed: list[Prediction] = []
     n_failed = scored = 0
@@ -196,8 +187,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         if args.engine == "ray":
             preds = ray_predictions(scorer, files, args)
         else:
-            preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
-                                        max_batch_tokens=args.max_batch_tokens)
+            preds = scorer.predict_many(files, batch_size=args.batch_size)
         for p in itertools.chain(problems, _progress(preds, len(files), show)):
             for w in writers:
                 w.write(p)

@@ -15,26 +15,19 @@ import sys
 import numpy as np
 
 from ..errors import MusiqError
-from ..scorer import load
 from ..serve.config import SERVE_MAX_PIXELS, ServeConfig
-from .common import add_model_options
+from .common import add_model_options, load_from_args
 
 API_KEY_ENV = "MUSIQ_API_KEY"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="serve models over HTTP with a web page",
-                       description=__doc__.split("\n")[0], conflict_handler="resolve")
-    add_model_options(p)
-    # Replaces the shared --model: a server may keep several models in memory.
-    p.add_argument("--model", "-m", action="append", metavar="NAME|PATH",
-                   help="registry name or .npz path; repeat to serve several "
-                        "(default: koniq; the first is the default model)")
+                       description=__doc__.split("\n")[0])
+    # --max-tokens is the server's own (below): it answers 422 rather than an error row.
+    add_model_options(p, several=True, max_pixels=SERVE_MAX_PIXELS, image_tokens=False)
     d = ServeConfig()
     g = p.add_argument_group("server")
-    g.add_argument("--max-pixels", type=int, default=SERVE_MAX_PIXELS, metavar="N",
-                   help="refuse images above N pixels (checked from the header) with 422 "
-                        f"(default {SERVE_MAX_PIXELS:,}; 0 = no limit)")
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     g.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     g.add_argument("--max-batch-size", type=int, default=d.max_batch_size, metavar="N",
@@ -107,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
     sock = listen(args.host, args.port)
     scorers = []
     for name in args.model or ["koniq"]:
-        scorer = load(name, checkpoint_dir=args.checkpoint_dir, device=args.device,
-                      max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose,
-                      offline=args.offline)
+        scorer = load_from_args(args, name)
         # Warm up so the first client does not pay for lazy initialisation.
         scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
         scorers.append(scorer)

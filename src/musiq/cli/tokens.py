@@ -12,7 +12,7 @@ import numpy as np
 
 from ..decode import DEFAULT_MAX_PIXELS
 from ..errors import ImageError, MusiqError
-from ..preprocess import MULTI_SCALE, SINGLE_SCALE
+from ..architecture import OFFICIAL, Architecture
 from ..preprocessor import Preprocessor
 
 
@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    pp = Preprocessor(SINGLE_SCALE if args.single_scale else MULTI_SCALE,
-                      max_pixels=args.max_pixels or None, exif_transpose=args.exif_transpose)
+    arch = Architecture(num_scales=1 if args.single_scale else OFFICIAL.num_scales)
+    pp = Preprocessor(arch.preprocess, max_pixels=args.max_pixels or None,
+                      exif_transpose=args.exif_transpose)
     try:
         tokens = pp.tokens(args.image).to_original_layout()
     except ImageError as e:

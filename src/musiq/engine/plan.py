@@ -170,8 +170,9 @@ class Plan:
 
     def worker_preprocessor(self) -> Preprocessor:
         """What decode worker processes run: never on a GPU (one CUDA context per worker
-        would cost ~500 MB each); workers of the torch-tokens path only decode pixels."""
-        return replace(self.preprocessor, device="cpu")
+        would cost ~500 MB each): they make tokens with NumPy on the host, or (the
+        torch-tokens path) only decode pixels."""
+        return replace(self.preprocessor, backend="numpy", device="cpu")
 
     def apply_threads(self) -> None:
         """Set the model's CPU threads (the one place a run sets them)."""

@@ -101,7 +101,9 @@ class Service:
 
     @staticmethod
     def options(scorer: Scorer) -> Preprocessor:
-        return scorer.preprocessor
+        """What the decode processes run: the plan's worker preprocessing (tokens made on
+        the host, never a CUDA context in a worker)."""
+        return scorer.plan.worker_preprocessor()
 
     def readiness(self) -> str | None:
         """Why scoring cannot proceed now, or None (read from the scoring loops)."""

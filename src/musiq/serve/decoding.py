@@ -19,10 +19,10 @@ import multiprocessing
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import MusiqError, UnsupportedFormat
-from ..preprocess import Tokens, token_count
+from ..preprocess import Tokens
 from ..preprocessor import Preprocessor
 
 log = logging.getLogger("musiq.serve")
@@ -48,13 +48,7 @@ def decode_one(data: bytes, options: Preprocessor, max_tokens: int | None) -> De
     """Decode, check the token count, tokenise; every failure becomes ``error``."""
     try:
         rgb = options.pixels(data)
-        h, w = rgb.shape[:2]
-        if max_tokens is not None:
-            n = token_count(h, w, options.config)
-            if n > max_tokens:
-                return Decoded(error=f"image of {w}x{h} pixels would make {n:,} tokens, above "
-                                     f"this server's limit of {max_tokens:,} per image",
-                               status=422)
+        options = replace(options, max_tokens=max_tokens)  # this server's bound
         return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
     except MusiqError as e:
         return Decoded(error=getattr(e, "reason", None) or str(e),

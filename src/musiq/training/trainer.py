@@ -31,13 +31,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import MusiqError
-from ..preprocess import MULTI_SCALE, SINGLE_SCALE
 from ..factory import create_model
 from ..labels import LabelItem, read_labels
 from ..model import Musiq
 from ..outputs import output_kind
 from ..preprocessor import Preprocessor
-from ..scorer import Scorer, resolve_device
+from ..architecture import OFFICIAL
+from ..engine.plan import ScorerOptions, make_plan
+from ..scorer import Scorer
 from .checkpointing import RunFiles
 from .config import TrainConfig
 from .data import Batch, EpochView, LabelledImages, collate, epoch_order
@@ -99,7 +100,10 @@ class Trainer:
         c.check_output()
         self.log = log or (lambda msg: None)
         self.progress = bool(progress) and sys.stderr.isatty()
-        self.device = resolve_device(c.device)
+        # The run's device and numerics, resolved once as for scoring (validation runs the
+        # engine's exact fp32 forward, TF32 off).
+        self.plan = make_plan(ScorerOptions(device=c.device, max_pixels=c.max_pixels), OFFICIAL)
+        self.device = self.plan.torch_device
         torch.manual_seed(c.seed)
         self.train_items = read_labels(c.labels, c.images, c.columns)
         self.val_items = read_labels(c.val, c.val_images, c.columns) if c.val else []
@@ -132,8 +136,7 @@ class Trainer:
         self._freeze()
         self.model.to(self.device)
 
-        eval_pp = Preprocessor(SINGLE_SCALE if net.variant.single_scale else MULTI_SCALE,
-                               max_pixels=c.max_pixels)
+        eval_pp = Preprocessor(net.variant.preprocess, max_pixels=c.max_pixels)
         train_pp = eval_pp.with_config(max_seq_len_from_original_res=c.max_native_tokens)
         budget = int(c.cache_mb) * 2 ** 20
         self.train_set = LabelledImages(self.train_items, train_pp, self.target,
@@ -141,7 +144,7 @@ class Trainer:
         self.val_set = LabelledImages(self.val_items, eval_pp, self.target,
                                       cache_bytes=budget // 2)
         self.validator = Validator(self.val_set, self.output_kind, batch_size=c.batch_size,
-                                   emd_r=c.emd_r, device=self.device)
+                                   emd_r=c.emd_r, plan=self.plan)
         self.skipped: dict[str, str] = {}
         self.probe_lambda: float | None = None
         if c.head_init == "probe" and self.head_is_new and not c.resume:

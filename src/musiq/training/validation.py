@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 import torch
 
+from ..engine.plan import Plan
+from ..engine.runtime import Engine
 from ..metrics import emd, krcc, plcc, srcc
 from ..model import Musiq
 from ..outputs import OutputKind
@@ -20,9 +22,10 @@ class Validator:
     """
 
     def __init__(self, dataset: LabelledImages, kind: OutputKind, *, batch_size: int,
-                 emd_r: float, device: torch.device) -> None:
+                 emd_r: float, plan: Plan) -> None:
         self.dataset, self.kind = dataset, kind
-        self.batch_size, self.emd_r, self.device = batch_size, emd_r, device
+        self.batch_size, self.emd_r, self.plan = batch_size, emd_r, plan
+        self.device = plan.torch_device
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -36,7 +39,7 @@ class Validator:
         if not n:
             return {}, [], []
         was_training = model.training
-        model.eval()
+        engine = Engine(model, self.plan)  # the scorer's forward pass: fp32, TF32 off
         scores: list[float | None] = [None] * n
         dists: list[list[float] | None] = [None] * n
         skipped: list[tuple[int, str]] = []
@@ -46,7 +49,7 @@ class Validator:
             skipped += batch.skipped
             if batch.inputs is None:
                 continue
-            logits = model(batch.inputs.to(self.device)).float().cpu().numpy()
+            logits = engine.forward(batch.inputs.to(self.device)).float().cpu().numpy()
             for i, row in zip(batch.indices, logits):
                 out = self.kind.interpret(row)
                 scores[i], dists[i] = out["score"], out.get("distribution")
