@@ -4,10 +4,14 @@
     >>> scorer = musiq.load("koniq")
     >>> scorer.score("photo.jpg")
 """
-from .architecture import OFFICIAL, Architecture
-from .checkpoint import Variant, load_checkpoint, save_checkpoint
-from .decode import load_image
-from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,
+from . import _aliases
+
+_aliases.install()
+
+from .architecture import OFFICIAL, Architecture  # noqa: E402
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from .decode import load_image  # noqa: E402
+from .errors import (CheckpointError  # noqa: E402, CheckpointNotFound, ImageError, MusiqError,
                      UnsupportedFormat)
 from .factory import ModelSource, create_model
 from .model import Musiq, PackedBatch
@@ -17,7 +21,7 @@ from .preprocessor import Prepared, Preprocessor
 from .registry import REGISTRY, ModelInfo, get_info
 from .scorer import Prediction, Scorer, ScorerOptions, load
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 #: Imported on first use, so scoring never needs scipy or matplotlib.
 _LAZY = {
@@ -33,6 +37,10 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name == "Variant":  # the old name of Architecture
+        import warnings
+        warnings.warn("musiq.Variant is musiq.Architecture", DeprecationWarning, stacklevel=2)
+        return Architecture
     if name in _LAZY:
         import importlib
         module, attr = _LAZY[name]
@@ -47,7 +55,7 @@ __all__ = [
     "output_kind", "Prepared", "Preprocessor", "ScorerOptions",
     "CheckpointError", "CheckpointNotFound", "ImageError", "MULTI_SCALE", "ModelInfo", "Musiq",
     "MusiqError", "PackedBatch", "Prediction", "PreprocessConfig", "REGISTRY", "SINGLE_SCALE",
-    "Scorer", "Tokens", "UnsupportedFormat", "Variant", "get_info", "load", "load_checkpoint",
+    "Scorer", "Tokens", "UnsupportedFormat", "get_info", "load", "load_checkpoint",
     "load_image", "preprocess", "save_checkpoint", "__version__",
     "evaluate", "Evaluation", "train", "Trainer", "TrainConfig", "TrainResult", "LabelColumns",
     "read_labels",

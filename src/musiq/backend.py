@@ -31,7 +31,7 @@ def onnx_cache_dir() -> Path:
 
 
 def _cache_key(checkpoint: Path) -> str:
-    from . import __version__
+    from ._version import __version__
     st = checkpoint.stat()
     text = f"{checkpoint.resolve()}|{st.st_size}|{st.st_mtime_ns}|{__version__}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -30,11 +30,6 @@ MAX_CLASSES = 100_000
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, OSError,
                EOFError, ValueError, OverflowError)
 
-#: What a checkpoint is: the official architecture with the head size and number of scales
-#: its shapes say (``Variant(num_classes, num_scales)``).
-Variant = Architecture
-
-
 def parameter_shapes(num_classes: int = 1, num_scales: int = 3) -> dict[str, tuple[int, ...]]:
     """Every model parameter of the official architecture (keys without ``opt/target/``)."""
     return architecture_shapes(Architecture(num_classes, num_scales))
@@ -112,8 +107,8 @@ def read_headers(path: str | os.PathLike) -> dict[str, _Header]:
     return headers
 
 
-def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint") -> Variant:
-    """Variant from the head and scale-embedding shapes; raises if they are absent or odd."""
+def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint") -> Architecture:
+    """The architecture from the head and scale-embedding shapes; raises if they are absent or odd."""
     head = shapes.get("head/kernel")
     scale = shapes.get("Transformer/scaleembed_input/scale_embedding")
     if head is None:
@@ -133,7 +128,7 @@ def detect_variant(shapes: dict[str, tuple[int, ...]], where: str = "checkpoint"
     return replace(OFFICIAL, num_classes=head[1], num_scales=scale[1])
 
 
-def validate_shapes(shapes: dict[str, tuple[int, ...]], variant: Variant, where: str) -> None:
+def validate_shapes(shapes: dict[str, tuple[int, ...]], variant: Architecture, where: str) -> None:
     """Raise naming the first missing or mis-shaped key."""
     for key, expected in architecture_shapes(variant).items():
         got = shapes.get(key)
@@ -167,7 +162,7 @@ def _read_array(zf: zipfile.ZipFile, h: _Header, where: str) -> np.ndarray:
     return np.array(a, dtype=np.float32, order="C")  # a writable copy
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Variant]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], Architecture]:
     """Model parameters (keys without ``opt/target/``, float32) and the detected variant.
 
     Raises :class:`CheckpointError` naming the file and the first problem found.

@@ -189,14 +189,3 @@ def read_labels(file: str | os.PathLike, images: str | os.PathLike | None = None
             mos = float((dist * np.arange(1, len(dist) + 1)).sum())
         items.append(LabelItem(name, base / name, mos, dist, line))
     return items
-
-
-def write_labels(file: str | os.PathLike, rows: list[tuple[str, float]]) -> Path:
-    """Write a default-format label file (``image,mos``)."""
-    file = Path(file)
-    with open(file, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["image", "mos"])
-        for name, mos in rows:
-            w.writerow([name, repr(float(mos))])
-    return file

@@ -49,7 +49,7 @@ def describe(scorer: Any) -> dict:
     ``preprocessing`` holds the resized scales (px, longer side), patch size (px), hashed grid,
     native token cap (-1 = none), pixel limit and EXIF handling.
     """
-    from . import __version__
+    from ._version import __version__
 
     cfg = scorer.preprocess_config
     rng = scorer.score_range

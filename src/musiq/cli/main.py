@@ -10,7 +10,7 @@ import importlib
 import os
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..errors import MusiqError
 
 COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "report", "explain",

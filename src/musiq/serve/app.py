@@ -15,7 +15,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
-from .. import __version__
+from .._version import __version__
 from ..preprocessor import Preprocessor
 from ..scorer import Scorer
 from .auth import check_api_key

@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from ..errors import MusiqError, UnsupportedFormat
+from ..failures import describe_failure, is_out_of_memory
 from ..preprocess import Tokens
 from ..preprocessor import Preprocessor
 
@@ -50,15 +51,18 @@ def decode_one(data: bytes, options: Preprocessor, max_tokens: int | None) -> De
         rgb = options.pixels(data)
         options = replace(options, max_tokens=max_tokens)  # this server's bound
         return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
-    except MusiqError as e:
-        return Decoded(error=getattr(e, "reason", None) or str(e),
-                       status=415 if isinstance(e, UnsupportedFormat) else 422)
-    except MemoryError:
-        return Decoded(error="out of memory while decoding this image (the server has too "
-                             "little memory for it; try a smaller image)", status=503)
     except Exception as e:  # one odd file must not take the worker down
-        return Decoded(error=f"internal error while decoding ({type(e).__name__}: {e})",
-                       status=500)
+        return Decoded(error=describe_failure(e, "decoding this image"), status=_status(e))
+
+
+def _status(e: Exception) -> int:
+    """415: not an image format we read; 422: an image that cannot be scored (corrupt,
+    over a limit); 503: out of memory (try again later, or a smaller image); 500: a bug."""
+    if isinstance(e, UnsupportedFormat):
+        return 415
+    if isinstance(e, MusiqError):
+        return 422
+    return 503 if is_out_of_memory(e) else 500
 
 
 def _worker_main(conn, options: Preprocessor, max_tokens: int | None) -> None:
@@ -150,9 +154,6 @@ class DecodePool:
     def ready(self) -> bool:
         """At least one worker has started (or is busy, hence started)."""
         return any(w.check_ready() for w in list(self._all))
-
-    def pids(self) -> list[int]:
-        return [w.proc.pid for w in self._all]
 
     async def decode(self, data: bytes) -> Decoded:
         """The image's tokens or error; ``Decoded(status=504)`` past the deadline."""

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass, field
 
-from ..errors import MusiqError, UnsupportedFormat
+from ..failures import describe_failure, is_out_of_memory
 from ..outputs import EXTRA_KEYS
 from ..scorer import Scorer
 from .batcher import Batcher, BatcherStopped
@@ -30,12 +29,6 @@ class Outcome:
     def to_json(self) -> dict:
         return {"filename": self.filename, "score": self.score, "error": self.error,
                 **self.extra}
-
-
-def image_error_status(error: MusiqError) -> int:
-    """415 when the bytes are not an image format we read, 422 when they are one but cannot
-    be scored (corrupt, truncated, empty, above the pixel limit)."""
-    return 415 if isinstance(error, UnsupportedFormat) else 422
 
 
 async def score_upload(upload: Upload, scorer: Scorer, batcher: Batcher,
@@ -61,20 +54,17 @@ async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
     except BatcherStopped as e:
         out.error, out.status = str(e), 503
         return out
-    except MemoryError:
-        out.error, out.status = "out of memory in the model (the batch was too large for " \
-                                "this server's memory)", 503
+    except Exception as e:  # a model failure fails this image, not the server
+        if is_out_of_memory(e):
+            out.error, out.status = describe_failure(e, "the forward pass"), 503
+        else:
+            out.error, out.status = f"internal error in the model ({type(e).__name__})", 500
         return out
-    except Exception as e:
-        if "out of memory" in str(e).lower():  # torch reports CUDA/CPU OOM as RuntimeError
-            out.error, out.status = f"out of memory in the model ({type(e).__name__})", 503
-            return out
-        out.error, out.status = f"internal error in the model ({type(e).__name__})", 500
+    pred = scorer.prediction(upload.filename, logits)  # the scorer's own rows and checks
+    if pred.error is not None:
+        out.error, out.status = pred.error, 500
         return out
-    result = scorer.output.interpret(logits)
-    if not math.isfinite(result["score"]):
-        out.error, out.status = "the model returned a non-finite score", 500
-        return out
+    result = pred.to_dict()
     out.score = result["score"]
     out.extra = {k: result[k] for k in EXTRA_KEYS if k in result}
     return out

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ImageError
+from ..failures import describe_failure
 from ..labels import LabelItem
 from ..model import PackedBatch
 from ..preprocess import Tokens
@@ -91,10 +92,8 @@ class LabelledImages(Dataset):
         i, flipped = key
         try:
             return Example(self.tokens(i, flipped), self.target_of(i), i)
-        except ImageError as e:
-            return Example(None, self.target_of(i), i, error=e.reason)
-        except MemoryError:
-            return Example(None, self.target_of(i), i, error="out of memory while decoding")
+        except (ImageError, MemoryError) as e:  # any other error is a bug: it propagates
+            return Example(None, self.target_of(i), i, error=describe_failure(e, "decoding"))
 
 
 class EpochView(Dataset):
