@@ -11,7 +11,7 @@ _aliases.install()
 from .architecture import OFFICIAL, Architecture  # noqa: E402
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .decode import load_image  # noqa: E402
-from .errors import (CheckpointError  # noqa: E402, CheckpointNotFound, ImageError, MusiqError,
+from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,  # noqa: E402
                      UnsupportedFormat)
 from .factory import ModelSource, create_model
 from .model import Musiq, PackedBatch

@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 
 from . import shm
 from .decode import ImageInput, source_name
+from .failures import WORKER_DIED
 from .preprocessor import Prepared, Preprocessor
 from .watchdog import exit_with_parent
 
@@ -65,61 +66,74 @@ def iter_prepared(images: Iterable[ImageInput], preprocessor: Preprocessor, *, w
         for i, image in enumerate(images):
             yield preprocessor.decode(i, image) if pixels else preprocessor.prepare(i, image)
         return
+    pool = _Pool(preprocessor, workers, pixels)
     limit = max(prefetch or 2 * workers, 1)
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
     inflight: deque[tuple[int, ImageInput, Future]] = deque()
-    ledger = shm.Ledger()
-    use_shm = pixels and shm.available()
-
-    def submit(i: int, image: ImageInput) -> Future:
-        if use_shm:
-            return pool.submit(_decode_to_shm, preprocessor, i, image, ledger.issue())
-        if pixels:
-            return pool.submit(preprocessor.decode, i, image)
-        return pool.submit(preprocessor.prepare, i, image)
-
-    def receive(item: Prepared) -> Prepared:
-        block = getattr(item, "shm", None)
-        if block is not None:
-            del item.shm  # type: ignore[attr-defined]
-            try:
-                item.pixels = ledger.take(*block)
-            except (OSError, ValueError) as e:  # one image's hand-over, not the run
-                item.num_tokens = 0
-                item.error = f"shared-memory hand-over failed: {e}"
-        return item
-
     try:
         it = enumerate(images)
         exhausted = False
         while True:
             while not exhausted and len(inflight) < limit:
-                try:
-                    i, image = next(it)
-                except StopIteration:
+                nxt = next(it, None)
+                if nxt is None:
                     exhausted = True
                     break
-                inflight.append((i, image, submit(i, image)))
+                inflight.append((*nxt, pool.submit(*nxt)))
             if not inflight:
                 return
             i, image, fut = inflight.popleft()
             try:
-                result = receive(fut.result())
+                result = pool.receive(fut.result())
             except BrokenProcessPool:
                 # A worker died (killed for memory, say): this image fails; the images still
                 # in flight are prepared again by a new pool.
-                result = Prepared(i, source_name(image),
-                                  error="worker process died while preparing this image")
-                pool.shutdown(wait=False, cancel_futures=True)
-                ledger.clear()  # blocks the dead pool's workers made but never handed over
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                           initializer=_init_worker)
-                retry = [(j, img) for j, img, _ in inflight]
-                inflight.clear()
-                for j, img in retry:
-                    inflight.append((j, img, submit(j, img)))
+                result = Prepared(i, source_name(image), error=WORKER_DIED("preparing this image"))
+                pool.restart()
+                for k, (j, img, _) in enumerate(list(inflight)):
+                    inflight[k] = (j, img, pool.submit(j, img))
             yield result
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        ledger.clear()
+        pool.close()
+
+
+class _Pool:
+    """Worker processes that prepare images, and the shared-memory blocks they hand over."""
+
+    def __init__(self, preprocessor: Preprocessor, workers: int, pixels: bool) -> None:
+        self.preprocessor, self.workers, self.pixels = preprocessor, workers, pixels
+        self.ctx = multiprocessing.get_context("spawn")
+        self.ledger = shm.Ledger()
+        self.use_shm = pixels and shm.available()
+        self.executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self.ctx,
+                                   initializer=_init_worker)
+
+    def submit(self, i: int, image: ImageInput) -> Future:
+        if self.use_shm:
+            return self.executor.submit(_decode_to_shm, self.preprocessor, i, image,
+                                        self.ledger.issue())
+        if self.pixels:
+            return self.executor.submit(self.preprocessor.decode, i, image)
+        return self.executor.submit(self.preprocessor.prepare, i, image)
+
+    def receive(self, item: Prepared) -> Prepared:
+        block = getattr(item, "shm", None)
+        if block is not None:
+            del item.shm  # type: ignore[attr-defined]
+            try:
+                item.pixels = self.ledger.take(*block)
+            except (OSError, ValueError) as e:  # one image's hand-over, not the run
+                item.num_tokens = 0
+                item.error = f"shared-memory hand-over failed: {e}"
+        return item
+
+    def restart(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.ledger.clear()  # blocks the dead pool's workers made but never handed over
+        self.executor = self._start()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.ledger.clear()
