@@ -72,6 +72,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                    help=f"require this key on /v1/* (default ${API_KEY_ENV}; prefer the "
                         "variable: arguments are visible to other local users)")
+    g.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                   help="open connections at most, lowered to fit the open-file limit; one more "
+                        "evicts the oldest one still sending its headers, else gets 503 "
+                        f"(default {d.max_connections})")
+    g.add_argument("--header-timeout", type=float, default=d.header_timeout_s, metavar="S",
+                   help="seconds a request's headers may take, else 408 and the connection "
+                        f"is closed (default {d.header_timeout_s:g})")
+    g.add_argument("--keep-alive-timeout", type=float, default=d.keep_alive_timeout_s,
+                   metavar="S", help="seconds an idle kept-alive connection stays open "
+                                     f"(default {d.keep_alive_timeout_s:g})")
     g.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     g.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -88,16 +98,17 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             body_timeout_s=args.body_timeout, decode_timeout_s=args.decode_timeout,
             max_tokens=args.max_tokens or None,
             allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
-            allowed_origins=tuple(args.allowed_origin or ()))
+            allowed_origins=tuple(args.allowed_origin or ()),
+            max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+            keep_alive_timeout_s=args.keep_alive_timeout)
     except ValueError as e:
         raise MusiqError(f"invalid server option: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from ..serve.app import create_app
+        from ..serve.server import build_server
     except ImportError as e:
         raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
                          "pip install 'musiq[serve]'") from None
@@ -126,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
               f"${API_KEY_ENV} or put an authenticating proxy in front", file=sys.stderr)
     print(f"musiq serve: http://{args.host}:{args.port}/ (API key "
           f"{'required' if config.api_key else 'off'})", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level,
-                                           access_log=not args.no_access_log, workers=1))
+    server = build_server(app, config, log_level=args.log_level,
+                          access_log=not args.no_access_log)
     server.run(sockets=[sock])
     return 0
 

@@ -38,6 +38,13 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] | None = None
     #: Origins (scheme://host[:port]) besides the server's own that may call it.
     allowed_origins: tuple[str, ...] = ()
+    #: Open connections at most (lowered to fit the open-file limit); one more evicts the
+    #: oldest connection still sending its headers, or is refused with 503.
+    max_connections: int = 1000
+    #: Seconds a request's headers may take from its first byte (or the connection's start).
+    header_timeout_s: float = 10.0
+    #: Seconds an idle kept-alive connection stays open after an answer.
+    keep_alive_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -53,6 +60,9 @@ class ServeConfig:
             (self.decode_timeout_s > 0, "decode_timeout_s must be > 0"),
             (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1"),
             (self.api_key is None or len(self.api_key) > 0, "api_key must not be empty"),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+            (self.header_timeout_s > 0, "header_timeout_s must be > 0"),
+            (self.keep_alive_timeout_s > 0, "keep_alive_timeout_s must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
