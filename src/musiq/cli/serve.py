@@ -48,12 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
                    metavar="MB", help="largest request body in MiB, else 413 "
                                       f"(default {d.max_upload_bytes / 2**20:g})")
+    g.add_argument("--max-body-memory-mb", type=float,
+                   default=d.max_body_memory_bytes / 2**20, metavar="MB",
+                   help="request bodies held at once over all connections in MiB (received or "
+                        "waiting for their answer); beyond it 503 at once "
+                        f"(default {d.max_body_memory_bytes / 2**20:g})")
     g.add_argument("--max-files", type=int, default=d.max_files, metavar="N",
                    help=f"files per request, else 413 (default {d.max_files})")
     g.add_argument("--timeout", type=float, default=d.timeout_s, metavar="S",
                    help=f"deadline of one request in seconds, else 504 (default {d.timeout_s:g})")
     g.add_argument("--decode-workers", type=int, default=d.decode_workers, metavar="N",
-                   help=f"threads decoding images (default {d.decode_workers})")
+                   help="worker processes decoding and tokenising images, per preprocessing "
+                        f"(default {d.decode_workers})")
     g.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="S",
                    help="seconds a client has to send its request body, else 408; the queue "
                         f"slot is taken only after it (default {d.body_timeout_s:g})")
@@ -94,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
             max_queue=args.max_queue, max_upload_bytes=int(args.max_upload_mb * 2**20),
             max_files=args.max_files, timeout_s=args.timeout,
+            max_body_memory_bytes=int(args.max_body_memory_mb * 2**20),
             decode_workers=args.decode_workers, api_key=args.api_key or None,
             body_timeout_s=args.body_timeout, decode_timeout_s=args.decode_timeout,
             max_tokens=args.max_tokens or None,

@@ -22,7 +22,8 @@ from .auth import check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
 from .decoding import DecodePool
-from .limits import Admission, check_declared_length
+from .limits import REFUSAL_KEY, Admission, BodyBudget, QueueFull, check_declared_length, \
+    refused
 from .prometheus import Registry
 from .page import Page
 from .work import Outcome, score_upload
@@ -30,9 +31,12 @@ from .origin import OriginGuard, default_hosts
 from .uploads import Upload, is_multipart, read_multipart, read_raw
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
-#: Status codes counted as refusals in ``musiq_rejected_total``.
+#: Status codes counted as refusals in ``musiq_rejected_total``, unless the answer recorded its
+#: own reason in the scope (``limits.refused``: ``queue_full``, ``body_memory``; "" = not a
+#: refusal, as /healthz's readiness 503). Other 503s (out of memory, shutting down):
+#: ``unavailable``.
 REFUSALS = {401: "unauthorized", 403: "forbidden_origin", 408: "body_timeout",
-            413: "too_large", 503: "queue_full", 504: "timeout"}
+            413: "too_large", 503: "unavailable", 504: "timeout"}
 
 
 def route_label(path: str) -> str:
@@ -79,6 +83,7 @@ class Service:
         self.default = scorers[0].name
         self.metrics = Registry(config.max_batch_size)
         self.admission = Admission(config.max_queue)
+        self.body_budget = BodyBudget(config.max_body_memory_bytes)
         self.inflight = 0
         # Decoded images at most: one batch running and the next one filling.
         self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
@@ -167,8 +172,9 @@ class MetricsMiddleware:
         finally:
             self.metrics.requests.inc(route=route_label(scope.get("path", "")),
                                       status=str(status))
-            if status in REFUSALS:
-                self.metrics.rejected.inc(reason=REFUSALS[status])
+            reason = scope.get(REFUSAL_KEY, REFUSALS.get(status))
+            if reason:
+                self.metrics.rejected.inc(reason=reason)
 
 
 def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
@@ -195,9 +201,10 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
 
     @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled")
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
         why = service.readiness()
         if why is not None:
+            request.scope[REFUSAL_KEY] = ""  # a readiness answer, not refused work
             return JSONResponse({"status": "stalled", "detail": why,
                                  "models": list(service.scorers)}, status_code=503)
         return JSONResponse({"status": "ok", "models": list(service.scorers)})
@@ -249,15 +256,26 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
         check_declared_length(request, config.max_upload_bytes)
         batcher = service.batchers[scorer.name]
         multipart = is_multipart(request)
+        hold = service.body_budget.hold()
+        try:
+            return await _admit_and_score(request, scorer, batcher, multipart, filename, hold)
+        finally:
+            hold.release()
+
+    async def _admit_and_score(request: Request, scorer: Scorer, batcher: Batcher,
+                               multipart: bool, filename: str | None, hold) -> JSONResponse:
         # The whole body first, under its own deadline, and only then a queue slot: a client
         # that stops sending holds a connection for body_timeout_s, never the queue.
         try:
-            uploads = await asyncio.wait_for(_read(request, multipart, filename),
+            uploads = await asyncio.wait_for(_read(request, multipart, filename, hold),
                                              config.body_timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(408, f"the request body did not arrive within the limit of "
                                      f"{config.body_timeout_s:g} s") from None
-        service.admission.acquire(len(uploads), batcher.seconds_per_image)
+        try:
+            service.admission.acquire(len(uploads), batcher.seconds_per_image)
+        except QueueFull as e:
+            raise refused(request, "queue_full", e) from None
         service.inflight += 1
         try:
             return await asyncio.wait_for(_score(scorer, multipart, uploads), config.timeout_s)
@@ -268,10 +286,12 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             service.inflight -= 1
             service.admission.release(len(uploads))
 
-    async def _read(request: Request, multipart: bool, filename: str | None) -> list[Upload]:
+    async def _read(request: Request, multipart: bool, filename: str | None,
+                    hold) -> list[Upload]:
         if multipart:
-            return await read_multipart(request, config.max_upload_bytes, config.max_files)
-        return [await read_raw(request, config.max_upload_bytes, filename)]
+            return await read_multipart(request, config.max_upload_bytes, config.max_files,
+                                        hold)
+        return [await read_raw(request, config.max_upload_bytes, filename, hold)]
 
     async def _score(scorer: Scorer, multipart: bool, uploads: list[Upload]) -> JSONResponse:
         batcher = service.batchers[scorer.name]

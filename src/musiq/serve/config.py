@@ -23,6 +23,9 @@ class ServeConfig:
     max_queue: int = 64
     max_upload_bytes: int = 32 * 1024 * 1024
     max_files: int = 16
+    #: Bytes of request bodies held at once over all connections (being received or waiting
+    #: for their answer); a request beyond it gets 503 at once.
+    max_body_memory_bytes: int = 256 * 1024 * 1024
     timeout_s: float = 60.0
     decode_workers: int = 2
     api_key: str | None = None
@@ -52,6 +55,8 @@ class ServeConfig:
             (self.max_wait_ms >= 0, "max_wait_ms must be >= 0"),
             (self.max_queue >= 1, "max_queue must be >= 1"),
             (self.max_upload_bytes >= 1, "max_upload_bytes must be >= 1"),
+            (self.max_body_memory_bytes >= self.max_upload_bytes,
+             "max_body_memory_bytes must be >= max_upload_bytes (a request must be able to fit)"),
             (1 <= self.max_files <= self.max_queue,
              "max_files must be between 1 and max_queue (a request must be able to fit)"),
             (self.timeout_s > 0, "timeout_s must be > 0"),
