@@ -88,6 +88,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--keep-alive-timeout", type=float, default=d.keep_alive_timeout_s,
                    metavar="S", help="seconds an idle kept-alive connection stays open "
                                      f"(default {d.keep_alive_timeout_s:g})")
+    g.add_argument("--protect-all", action="store_true",
+                   help="with an API key, require it on every route but /healthz (/metrics, "
+                        "/docs, /openapi.json and the page too; browsers then cannot open the "
+                        "page without a proxy adding the key); default: only /v1/*")
     g.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     g.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -102,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_files=args.max_files, timeout_s=args.timeout,
             max_body_memory_bytes=int(args.max_body_memory_mb * 2**20),
             decode_workers=args.decode_workers, api_key=args.api_key or None,
+            protect_all=args.protect_all,
             body_timeout_s=args.body_timeout, decode_timeout_s=args.decode_timeout,
             max_tokens=args.max_tokens or None,
             allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,

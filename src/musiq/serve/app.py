@@ -1,7 +1,7 @@
 """The FastAPI application of ``musiq serve``: routes, error answers and lifecycle.
 
 Routes: ``POST /v1/score``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``, the page
-at ``/`` and OpenAPI docs at ``/docs``. See ``docs/serve.md`` for the contract.
+at ``/`` and the OpenAPI description at ``/openapi.json`` and (as a page) ``/docs``. See ``docs/serve.md`` for the contract.
 """
 from __future__ import annotations
 
@@ -13,18 +13,20 @@ from typing import Optional
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
 
 from .. import __version__
 from ..preprocessor import Preprocessor
 from ..scorer import Scorer
-from .auth import check_api_key
+from . import apidocs
+from .auth import KeyGuard, check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
 from .decoding import DecodePool
 from .limits import REFUSAL_KEY, Admission, BodyBudget, QueueFull, check_declared_length, \
     refused
 from .prometheus import Registry
+from .schema import SCORE_BODY, SCORE_ERRORS, ErrorAnswer, HealthAnswer, ScoreAnswer, \
+    ScoreEntry  # noqa: F401  (ScoreEntry: public name)
 from .page import Page
 from .work import Outcome, score_upload
 from .origin import OriginGuard, default_hosts
@@ -47,26 +49,6 @@ def route_label(path: str) -> str:
     if path.startswith("/static/"):
         return "/static/{name}"
     return "other"
-
-
-class ScoreEntry(BaseModel):
-    filename: str
-    score: Optional[float]
-    error: Optional[str]
-    distribution: Optional[list[float]] = None
-    std: Optional[float] = None
-    top5: Optional[list[dict]] = None
-
-
-class ScoreAnswer(BaseModel):
-    model: str
-    kind: str
-    score_range: Optional[list[float]]
-    results: list[ScoreEntry]
-
-
-class ErrorAnswer(BaseModel):
-    detail: str
 
 
 class Service:
@@ -194,13 +176,20 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             await service.stop()
 
     app = FastAPI(title="musiq", version=__version__, lifespan=lifespan,
-                  description="MUSIQ image quality scores over HTTP. See docs/serve.md.")
+                  description="MUSIQ image quality scores over HTTP. See docs/serve.md.",
+                  docs_url=None, redoc_url=None)  # apidocs serves /docs without a CDN
     app.state.service = service
     app.add_middleware(OriginGuard, hosts=config.allowed_hosts or default_hosts(host),
                        origins=config.allowed_origins)
+    if config.api_key and config.protect_all:
+        app.add_middleware(KeyGuard, key=config.api_key)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    apidocs.register(app)
 
-    @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled")
+    @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled",
+             response_model=HealthAnswer, responses={503: {
+                 "model": HealthAnswer, "description": "not ready: `status` is `stalled` and "
+                                                       "`detail` says why"}})
     async def healthz(request: Request) -> JSONResponse:
         why = service.readiness()
         if why is not None:
@@ -224,26 +213,12 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             "limits": {"max_upload_bytes": config.max_upload_bytes,
                        "max_files": config.max_files,
                        "max_pixels": service.scorers[service.default].max_pixels,
+                       "max_body_memory_bytes": config.max_body_memory_bytes,
                        "timeout_s": config.timeout_s},
         }
 
-    score_body = {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "array",
-                                    "items": {"type": "string", "format": "binary"}}}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-    }}}
-    errors = {code: {"model": ErrorAnswer, "description": text} for code, text in {
-        400: "malformed request", 401: "missing or wrong API key", 404: "unknown model",
-        403: "Host or Origin not allowed", 408: "the body did not arrive within the limit",
-        413: "body or file count above the limit", 415: "raw body: not an image format",
-        422: "raw body: an image that cannot be scored", 503: "queue full (see Retry-After)",
-        504: "the request took longer than the timeout"}.items()}
-
     @app.post("/v1/score", summary="Score one or more images", response_model=ScoreAnswer,
-              responses=errors, openapi_extra=score_body)
+              responses=SCORE_ERRORS, openapi_extra=SCORE_BODY)
     async def score(request: Request,
                     model: Optional[str] = Query(None, description="model name (default: the "
                                                  "first one served)"),

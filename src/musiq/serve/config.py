@@ -29,6 +29,9 @@ class ServeConfig:
     timeout_s: float = 60.0
     decode_workers: int = 2
     api_key: str | None = None
+    #: With an API key: also require it on every route but /healthz (/metrics, /docs,
+    #: /openapi.json, the page); without, only /v1/* needs it.
+    protect_all: bool = False
     #: Seconds a client has to send its whole body; admission is taken only after it.
     body_timeout_s: float = 30.0
     #: Seconds one image may take to decode and tokenise before its worker is killed.
@@ -65,6 +68,8 @@ class ServeConfig:
             (self.decode_timeout_s > 0, "decode_timeout_s must be > 0"),
             (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1"),
             (self.api_key is None or len(self.api_key) > 0, "api_key must not be empty"),
+            (not self.protect_all or self.api_key is not None,
+             "protect_all needs an API key (--api-key or $MUSIQ_API_KEY)"),
             (self.max_connections >= 1, "max_connections must be >= 1"),
             (self.header_timeout_s > 0, "header_timeout_s must be > 0"),
             (self.keep_alive_timeout_s > 0, "keep_alive_timeout_s must be > 0"),
