@@ -24,14 +24,15 @@ def free_port() -> int:
 class ServerProcess:
     """``musiq serve ARGS`` as a subprocess on 127.0.0.1; ``stop()`` returns its exit code."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
+                 preexec_fn=None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="musiq-serve-", suffix=".log")
         cmd = [sys.executable, "-m", "musiq.cli.main", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--device", "cpu", "--no-access-log", *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL, preexec_fn=preexec_fn,
                                      env={**os.environ, **(env or {})})
         self._wait_ready()
 

@@ -41,12 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
                    metavar="MB", help="largest request body in MiB, else 413 "
                                       f"(default {d.max_upload_bytes / 2**20:g})")
+    g.add_argument("--max-body-memory-mb", type=float,
+                   default=d.max_body_memory_bytes / 2**20, metavar="MB",
+                   help="request bodies held at once over all connections in MiB (received or "
+                        "waiting for their answer); beyond it 503 at once "
+                        f"(default {d.max_body_memory_bytes / 2**20:g})")
     g.add_argument("--max-files", type=int, default=d.max_files, metavar="N",
                    help=f"files per request, else 413 (default {d.max_files})")
     g.add_argument("--timeout", type=float, default=d.timeout_s, metavar="S",
                    help=f"deadline of one request in seconds, else 504 (default {d.timeout_s:g})")
     g.add_argument("--decode-workers", type=int, default=d.decode_workers, metavar="N",
-                   help=f"threads decoding images (default {d.decode_workers})")
+                   help="worker processes decoding and tokenising images, per preprocessing "
+                        f"(default {d.decode_workers})")
     g.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="S",
                    help="seconds a client has to send its request body, else 408; the queue "
                         f"slot is taken only after it (default {d.body_timeout_s:g})")
@@ -65,6 +71,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--api-key", default=os.environ.get(API_KEY_ENV), metavar="KEY",
                    help=f"require this key on /v1/* (default ${API_KEY_ENV}; prefer the "
                         "variable: arguments are visible to other local users)")
+    g.add_argument("--max-connections", type=int, default=d.max_connections, metavar="N",
+                   help="open connections at most, lowered to fit the open-file limit; one more "
+                        "evicts the oldest one still sending its headers, else gets 503 "
+                        f"(default {d.max_connections})")
+    g.add_argument("--header-timeout", type=float, default=d.header_timeout_s, metavar="S",
+                   help="seconds a request's headers may take, else 408 and the connection "
+                        f"is closed (default {d.header_timeout_s:g})")
+    g.add_argument("--keep-alive-timeout", type=float, default=d.keep_alive_timeout_s,
+                   metavar="S", help="seconds an idle kept-alive connection stays open "
+                                     f"(default {d.keep_alive_timeout_s:g})")
+    g.add_argument("--protect-all", action="store_true",
+                   help="with an API key, require it on every route but /healthz (/metrics, "
+                        "/docs, /openapi.json and the page too; browsers then cannot open the "
+                        "page without a proxy adding the key); default: only /v1/*")
     g.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     g.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -77,20 +97,23 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
             max_queue=args.max_queue, max_upload_bytes=int(args.max_upload_mb * 2**20),
             max_files=args.max_files, timeout_s=args.timeout,
+            max_body_memory_bytes=int(args.max_body_memory_mb * 2**20),
             decode_workers=args.decode_workers, api_key=args.api_key or None,
+            protect_all=args.protect_all,
             body_timeout_s=args.body_timeout, decode_timeout_s=args.decode_timeout,
             max_tokens=args.max_tokens or None,
             allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None,
-            allowed_origins=tuple(args.allowed_origin or ()))
+            allowed_origins=tuple(args.allowed_origin or ()),
+            max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+            keep_alive_timeout_s=args.keep_alive_timeout)
     except ValueError as e:
         raise MusiqError(f"invalid server option: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from ..serve.app import create_app
+        from ..serve.server import build_server
     except ImportError as e:
         raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
                          "pip install 'musiq[serve]'") from None
@@ -117,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
               f"${API_KEY_ENV} or put an authenticating proxy in front", file=sys.stderr)
     print(f"musiq serve: http://{args.host}:{args.port}/ (API key "
           f"{'required' if config.api_key else 'off'})", file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level,
-                                           access_log=not args.no_access_log, workers=1))
+    server = build_server(app, config, log_level=args.log_level,
+                          access_log=not args.no_access_log)
     server.run(sockets=[sock])
     return 0
 

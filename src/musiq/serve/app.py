@@ -1,7 +1,7 @@
 """The FastAPI application of ``musiq serve``: routes, error answers and lifecycle.
 
 Routes: ``POST /v1/score``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``, the page
-at ``/`` and OpenAPI docs at ``/docs``. See ``docs/serve.md`` for the contract.
+at ``/`` and the OpenAPI description at ``/openapi.json`` and (as a page) ``/docs``. See ``docs/serve.md`` for the contract.
 """
 from __future__ import annotations
 
@@ -13,26 +13,32 @@ from typing import Optional
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
 
 from .._version import __version__
 from ..preprocessor import Preprocessor
 from ..scorer import Scorer
-from .auth import check_api_key
+from . import apidocs
+from .auth import KeyGuard, check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
 from .decoding import DecodePool
-from .limits import Admission, check_declared_length
+from .limits import REFUSAL_KEY, Admission, BodyBudget, QueueFull, check_declared_length, \
+    refused
 from .prometheus import Registry
+from .schema import SCORE_BODY, SCORE_ERRORS, ErrorAnswer, HealthAnswer, ScoreAnswer, \
+    ScoreEntry  # noqa: F401  (ScoreEntry: public name)
 from .page import Page
 from .work import Outcome, score_upload
 from .origin import OriginGuard, default_hosts
 from .uploads import Upload, is_multipart, read_multipart, read_raw
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
-#: Status codes counted as refusals in ``musiq_rejected_total``.
+#: Status codes counted as refusals in ``musiq_rejected_total``, unless the answer recorded its
+#: own reason in the scope (``limits.refused``: ``queue_full``, ``body_memory``; "" = not a
+#: refusal, as /healthz's readiness 503). Other 503s (out of memory, shutting down):
+#: ``unavailable``.
 REFUSALS = {401: "unauthorized", 403: "forbidden_origin", 408: "body_timeout",
-            413: "too_large", 503: "queue_full", 504: "timeout"}
+            413: "too_large", 503: "unavailable", 504: "timeout"}
 
 
 def route_label(path: str) -> str:
@@ -43,26 +49,6 @@ def route_label(path: str) -> str:
     if path.startswith("/static/"):
         return "/static/{name}"
     return "other"
-
-
-class ScoreEntry(BaseModel):
-    filename: str
-    score: Optional[float]
-    error: Optional[str]
-    distribution: Optional[list[float]] = None
-    std: Optional[float] = None
-    top5: Optional[list[dict]] = None
-
-
-class ScoreAnswer(BaseModel):
-    model: str
-    kind: str
-    score_range: Optional[list[float]]
-    results: list[ScoreEntry]
-
-
-class ErrorAnswer(BaseModel):
-    detail: str
 
 
 class Service:
@@ -79,6 +65,7 @@ class Service:
         self.default = scorers[0].name
         self.metrics = Registry(config.max_batch_size)
         self.admission = Admission(config.max_queue)
+        self.body_budget = BodyBudget(config.max_body_memory_bytes)
         self.inflight = 0
         # Decoded images at most: one batch running and the next one filling.
         self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
@@ -169,8 +156,9 @@ class MetricsMiddleware:
         finally:
             self.metrics.requests.inc(route=route_label(scope.get("path", "")),
                                       status=str(status))
-            if status in REFUSALS:
-                self.metrics.rejected.inc(reason=REFUSALS[status])
+            reason = scope.get(REFUSAL_KEY, REFUSALS.get(status))
+            if reason:
+                self.metrics.rejected.inc(reason=reason)
 
 
 def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
@@ -190,16 +178,24 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             await service.stop()
 
     app = FastAPI(title="musiq", version=__version__, lifespan=lifespan,
-                  description="MUSIQ image quality scores over HTTP. See docs/serve.md.")
+                  description="MUSIQ image quality scores over HTTP. See docs/serve.md.",
+                  docs_url=None, redoc_url=None)  # apidocs serves /docs without a CDN
     app.state.service = service
     app.add_middleware(OriginGuard, hosts=config.allowed_hosts or default_hosts(host),
                        origins=config.allowed_origins)
+    if config.api_key and config.protect_all:
+        app.add_middleware(KeyGuard, key=config.api_key)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    apidocs.register(app)
 
-    @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled")
-    async def healthz() -> JSONResponse:
+    @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled",
+             response_model=HealthAnswer, responses={503: {
+                 "model": HealthAnswer, "description": "not ready: `status` is `stalled` and "
+                                                       "`detail` says why"}})
+    async def healthz(request: Request) -> JSONResponse:
         why = service.readiness()
         if why is not None:
+            request.scope[REFUSAL_KEY] = ""  # a readiness answer, not refused work
             return JSONResponse({"status": "stalled", "detail": why,
                                  "models": list(service.scorers)}, status_code=503)
         return JSONResponse({"status": "ok", "models": list(service.scorers)})
@@ -219,26 +215,12 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             "limits": {"max_upload_bytes": config.max_upload_bytes,
                        "max_files": config.max_files,
                        "max_pixels": service.scorers[service.default].max_pixels,
+                       "max_body_memory_bytes": config.max_body_memory_bytes,
                        "timeout_s": config.timeout_s},
         }
 
-    score_body = {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {"file": {"type": "array",
-                                    "items": {"type": "string", "format": "binary"}}}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-    }}}
-    errors = {code: {"model": ErrorAnswer, "description": text} for code, text in {
-        400: "malformed request", 401: "missing or wrong API key", 404: "unknown model",
-        403: "Host or Origin not allowed", 408: "the body did not arrive within the limit",
-        413: "body or file count above the limit", 415: "raw body: not an image format",
-        422: "raw body: an image that cannot be scored", 503: "queue full (see Retry-After)",
-        504: "the request took longer than the timeout"}.items()}
-
     @app.post("/v1/score", summary="Score one or more images", response_model=ScoreAnswer,
-              responses=errors, openapi_extra=score_body)
+              responses=SCORE_ERRORS, openapi_extra=SCORE_BODY)
     async def score(request: Request,
                     model: Optional[str] = Query(None, description="model name (default: the "
                                                  "first one served)"),
@@ -251,15 +233,26 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
         check_declared_length(request, config.max_upload_bytes)
         batcher = service.batchers[scorer.name]
         multipart = is_multipart(request)
+        hold = service.body_budget.hold()
+        try:
+            return await _admit_and_score(request, scorer, batcher, multipart, filename, hold)
+        finally:
+            hold.release()
+
+    async def _admit_and_score(request: Request, scorer: Scorer, batcher: Batcher,
+                               multipart: bool, filename: str | None, hold) -> JSONResponse:
         # The whole body first, under its own deadline, and only then a queue slot: a client
         # that stops sending holds a connection for body_timeout_s, never the queue.
         try:
-            uploads = await asyncio.wait_for(_read(request, multipart, filename),
+            uploads = await asyncio.wait_for(_read(request, multipart, filename, hold),
                                              config.body_timeout_s)
         except asyncio.TimeoutError:
             raise HTTPException(408, f"the request body did not arrive within the limit of "
                                      f"{config.body_timeout_s:g} s") from None
-        service.admission.acquire(len(uploads), batcher.seconds_per_image)
+        try:
+            service.admission.acquire(len(uploads), batcher.seconds_per_image)
+        except QueueFull as e:
+            raise refused(request, "queue_full", e) from None
         service.inflight += 1
         try:
             return await asyncio.wait_for(_score(scorer, multipart, uploads), config.timeout_s)
@@ -270,10 +263,12 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
             service.inflight -= 1
             service.admission.release(len(uploads))
 
-    async def _read(request: Request, multipart: bool, filename: str | None) -> list[Upload]:
+    async def _read(request: Request, multipart: bool, filename: str | None,
+                    hold) -> list[Upload]:
         if multipart:
-            return await read_multipart(request, config.max_upload_bytes, config.max_files)
-        return [await read_raw(request, config.max_upload_bytes, filename)]
+            return await read_multipart(request, config.max_upload_bytes, config.max_files,
+                                        hold)
+        return [await read_raw(request, config.max_upload_bytes, filename, hold)]
 
     async def _score(scorer: Scorer, multipart: bool, uploads: list[Upload]) -> JSONResponse:
         batcher = service.batchers[scorer.name]

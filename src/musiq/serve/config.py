@@ -23,9 +23,15 @@ class ServeConfig:
     max_queue: int = 64
     max_upload_bytes: int = 32 * 1024 * 1024
     max_files: int = 16
+    #: Bytes of request bodies held at once over all connections (being received or waiting
+    #: for their answer); a request beyond it gets 503 at once.
+    max_body_memory_bytes: int = 256 * 1024 * 1024
     timeout_s: float = 60.0
     decode_workers: int = 2
     api_key: str | None = None
+    #: With an API key: also require it on every route but /healthz (/metrics, /docs,
+    #: /openapi.json, the page); without, only /v1/* needs it.
+    protect_all: bool = False
     #: Seconds a client has to send its whole body; admission is taken only after it.
     body_timeout_s: float = 30.0
     #: Seconds one image may take to decode and tokenise before its worker is killed.
@@ -38,6 +44,13 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] | None = None
     #: Origins (scheme://host[:port]) besides the server's own that may call it.
     allowed_origins: tuple[str, ...] = ()
+    #: Open connections at most (lowered to fit the open-file limit); one more evicts the
+    #: oldest connection still sending its headers, or is refused with 503.
+    max_connections: int = 1000
+    #: Seconds a request's headers may take from its first byte (or the connection's start).
+    header_timeout_s: float = 10.0
+    #: Seconds an idle kept-alive connection stays open after an answer.
+    keep_alive_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -45,6 +58,8 @@ class ServeConfig:
             (self.max_wait_ms >= 0, "max_wait_ms must be >= 0"),
             (self.max_queue >= 1, "max_queue must be >= 1"),
             (self.max_upload_bytes >= 1, "max_upload_bytes must be >= 1"),
+            (self.max_body_memory_bytes >= self.max_upload_bytes,
+             "max_body_memory_bytes must be >= max_upload_bytes (a request must be able to fit)"),
             (1 <= self.max_files <= self.max_queue,
              "max_files must be between 1 and max_queue (a request must be able to fit)"),
             (self.timeout_s > 0, "timeout_s must be > 0"),
@@ -53,6 +68,11 @@ class ServeConfig:
             (self.decode_timeout_s > 0, "decode_timeout_s must be > 0"),
             (self.max_tokens is None or self.max_tokens >= 1, "max_tokens must be >= 1"),
             (self.api_key is None or len(self.api_key) > 0, "api_key must not be empty"),
+            (not self.protect_all or self.api_key is not None,
+             "protect_all needs an API key (--api-key or $MUSIQ_API_KEY)"),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+            (self.header_timeout_s > 0, "header_timeout_s must be > 0"),
+            (self.keep_alive_timeout_s > 0, "keep_alive_timeout_s must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

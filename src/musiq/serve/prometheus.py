@@ -126,9 +126,12 @@ class Registry:
         self.request_seconds = Histogram("musiq_request_duration_seconds",
                                          "Time from request start to response start", latency)
         self.images = Counter("musiq_images_total", "Images processed, by outcome (ok, error)")
-        self.rejected = Counter("musiq_rejected_total",
-                                "Requests refused, by reason (queue_full, too_large, timeout, "
-                                "unauthorized)")
+        self.rejected = Counter(
+            "musiq_rejected_total",
+            "Requests and connections refused, by reason: queue_full, body_memory, "
+            "unavailable (503); too_large (413); timeout (504); body_timeout, header_timeout "
+            "(408); unauthorized (401); forbidden_origin (403); connections (503, at the "
+            "connection cap)")
         self.batches = Counter("musiq_batches_total",
                                "Forward passes run, by model and number of images in the batch")
         self.batch_size = Histogram("musiq_batch_size", "Images per forward pass",

@@ -11,7 +11,7 @@ from fastapi import HTTPException, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from .limits import limited_stream
+from .limits import BodyHold, limited_stream
 
 FIELD = "file"
 
@@ -28,9 +28,11 @@ def is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
 
 
-async def read_multipart(request: Request, max_bytes: int, max_files: int) -> list[Upload]:
-    """The files of the ``file`` fields, in order; 400/413 for what cannot be taken."""
-    parser = MultiPartParser(request.headers, limited_stream(request, max_bytes),
+async def read_multipart(request: Request, max_bytes: int, max_files: int,
+                         hold: BodyHold | None = None) -> list[Upload]:
+    """The files of the ``file`` fields, in order; 400/413 for what cannot be taken (503
+    when ``hold``'s budget cannot take the body)."""
+    parser = MultiPartParser(request.headers, limited_stream(request, max_bytes, hold),
                              max_files=max_files, max_fields=64)
     try:
         form = await parser.parse()
@@ -56,9 +58,10 @@ async def read_multipart(request: Request, max_bytes: int, max_files: int) -> li
         await form.close()
 
 
-async def read_raw(request: Request, max_bytes: int, filename: str | None) -> Upload:
+async def read_raw(request: Request, max_bytes: int, filename: str | None,
+                   hold: BodyHold | None = None) -> Upload:
     """The whole body as one image (any Content-Type: the format is read from the bytes)."""
-    data = b"".join([chunk async for chunk in limited_stream(request, max_bytes)])
+    data = b"".join([chunk async for chunk in limited_stream(request, max_bytes, hold)])
     if not data:
         raise HTTPException(400, "empty request body: send the image as the body, or as "
                                  f"multipart/form-data fields named '{FIELD}'")

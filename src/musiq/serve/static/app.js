@@ -103,6 +103,15 @@ function render() {
       score.append(rank, fmt(r.score));
     }
     info.append(name, score);
+    const top1 = r.score !== null && r.top5 && r.top5[0];
+    if (top1) {  // ImageNet: the score is this class's probability
+      const label = document.createElement("div");
+      label.className = "top1";
+      label.textContent = top1.name || `class ${top1.class}`;
+      label.title = (r.top5 || []).map((t) => `${t.name || t.class}: ` +
+        `${(100 * t.probability).toFixed(1)}%`).join("\n");
+      info.append(label);
+    }
     if (r.score !== null && range) {
       const [lo, hi] = range;
       const bar = document.createElement("div");
