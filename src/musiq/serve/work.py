@@ -26,6 +26,8 @@ class Outcome:
     error: str | None = None
     status: int = 200
     extra: dict = field(default_factory=dict)
+    #: The model's raw float32 logits (``num_classes`` values) when scored; not in to_json.
+    logits: list[float] | None = None
 
     def to_json(self) -> dict:
         return {"filename": self.filename, "score": self.score, "error": self.error,
@@ -76,5 +78,6 @@ async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
         out.error, out.status = "the model returned a non-finite score", 500
         return out
     out.score = result["score"]
+    out.logits = [float(v) for v in logits]
     out.extra = {k: result[k] for k in EXTRA_KEYS if k in result}
     return out
