@@ -12,8 +12,11 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from pathlib import Path
+
 import httpx
 import pytest
+import yaml
 
 pytest.importorskip("ray.serve")
 pytest.importorskip("tritonclient.http")
@@ -25,6 +28,28 @@ from test_serve_v2 import AUTH, IMAGES, KEY, MAX_FILES, SERVER_ARGS, SMALL, V2Ch
     close  # noqa: E402
 
 REPLICAS = 2
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_config_file_builds_the_application():
+    """deploy/ray-serve.yaml (also KubeRay's serveConfigV2) builds the documented deployment;
+    a setting musiq does not have is a clear error, not a replica crash later."""
+    from musiq.errors import MusiqError
+    from musiq.serve.ray_engine import app_builder
+    config = yaml.safe_load((ROOT / "deploy" / "ray-serve.yaml").read_text())
+    (app_config,) = config["applications"]
+    assert app_config["import_path"] == "musiq.serve.ray_engine:app_builder"
+    deployment = app_builder(app_config["args"])._bound_deployment
+    assert deployment.num_replicas == app_config["args"]["replicas"]
+    assert deployment.ray_actor_options == {"num_cpus": 2.0, "num_gpus": 0.0}
+    spec = deployment.init_args[0]
+    assert spec.models == ("koniq",) and spec.config.allowed_hosts == ("*",)
+    assert spec.config.max_queue == deployment.max_queued_requests == 64
+    kuberay = yaml.safe_load((ROOT / "deploy" / "rayservice.yaml").read_text())
+    served = yaml.safe_load(kuberay["spec"]["serveConfigV2"])["applications"][0]
+    assert app_builder(served["args"])._bound_deployment.num_replicas == 2
+    with pytest.raises(MusiqError, match="max_batch"):
+        app_builder({"max_batchsize": 4})
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,9 @@ def deployment(spec: ReplicaSpec, *, replicas: int, cpus: float, gpus: float):
                     raise RuntimeError(f"model '{name}': {why}")
 
     # A replica takes requests up to its own image queue; beyond it, it answers 503 itself.
+    # Requests waiting for a replica are bounded too: past max_queue, Serve answers 503.
     options = dict(num_replicas=replicas, max_ongoing_requests=spec.config.max_queue,
+                   max_queued_requests=spec.config.max_queue,
                    ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
                    health_check_period_s=10, health_check_timeout_s=30)
     return serve.deployment(name="MusiqReplica", **options)(MusiqReplica).bind(spec)
@@ -139,3 +141,29 @@ def run_from_args(args, config: ServeConfig) -> int:
                                  exif_transpose=args.exif_transpose, offline=args.offline))
     return run(spec, port=args.port, address=args.ray_address, replicas=args.replicas,
                cpus=args.replica_cpus, gpus=args.replica_gpus)
+
+
+def app_builder(args: dict):
+    """The application for a Ray Serve config file (``serve run``, KubeRay's RayService):
+    ``import_path: musiq.serve.ray_engine:app_builder`` with ``args`` ``models`` (list of
+    names or paths; default ``[koniq]``), ``replicas`` (1), ``replica_cpus`` (1),
+    ``replica_gpus`` (0), ``device`` ("auto"), ``checkpoint_dir``, ``max_pixels``, and any
+    :class:`~musiq.serve.config.ServeConfig` field (e.g. ``api_key``, ``allowed_hosts``)."""
+    from .config import SERVE_MAX_PIXELS
+    args = dict(args)
+    models = tuple(args.pop("models", None) or ["koniq"])
+    replicas = int(args.pop("replicas", 1))
+    cpus, gpus = float(args.pop("replica_cpus", 1)), float(args.pop("replica_gpus", 0))
+    load = {"device": args.pop("device", "auto"),
+            "checkpoint_dir": args.pop("checkpoint_dir", None),
+            "max_pixels": args.pop("max_pixels", SERVE_MAX_PIXELS) or None}
+    for key in ("allowed_hosts", "allowed_origins"):
+        if key in args:
+            args[key] = tuple(args[key])
+    host = args.pop("host", "0.0.0.0")
+    try:
+        config = ServeConfig(**args)
+    except (TypeError, ValueError) as e:
+        raise MusiqError(f"invalid musiq serve settings in the Ray Serve config: {e}") from None
+    return deployment(ReplicaSpec(models=models, load=load, config=config, host=host),
+                      replicas=replicas, cpus=cpus, gpus=gpus)
