@@ -72,9 +72,11 @@ def deployment(spec: ReplicaSpec, *, replicas: int, cpus: float, gpus: float):
                     raise RuntimeError(f"model '{name}': {why}")
 
     # A replica takes requests up to its own image queue; beyond it, it answers 503 itself.
-    # Requests waiting for a replica are bounded too: past max_queue, Serve answers 503.
+    # Requests waiting for a replica are bounded too: past max_queue, Serve answers 503 with
+    # Retry-After, as a full replica queue does.
     options = dict(num_replicas=replicas, max_ongoing_requests=spec.config.max_queue,
                    max_queued_requests=spec.config.max_queue,
+                   backpressure_config={"status_code": 503, "retry_after_s": 1},
                    ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
                    health_check_period_s=10, health_check_timeout_s=30)
     return serve.deployment(name="MusiqReplica", **options)(MusiqReplica).bind(spec)
