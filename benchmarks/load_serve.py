@@ -13,12 +13,17 @@ unless --model is given; timings do not depend on weight values) and sends small
    counts 503s, checks each has Retry-After, samples the server's RSS and checks it still
    answers /healthz afterwards.
 Each phase is bounded by its request count and --phase-timeout seconds.
+
+``--engine ray --replicas N`` runs every phase against ``musiq serve --engine ray`` on one
+local Ray (started here on 127.0.0.1, stopped by its process ids); RSS is then the driver's,
+and batch sizes come from whichever replica answers ``/metrics``.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -35,6 +40,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+import serving  # noqa: E402
 from serving import ServerProcess  # noqa: E402
 
 SIZES = [(64, 48), (48, 64), (80, 60), (64, 64)]
@@ -195,7 +201,24 @@ def main() -> int:
     ap.add_argument("--overload-queue", type=int, default=8)
     ap.add_argument("--phase-timeout", type=float, default=600, metavar="S")
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--engine", choices=("local", "ray"), default="local")
+    ap.add_argument("--replicas", type=int, default=1, help="with --engine ray")
     args = ap.parse_args()
+    if args.engine == "ray":
+        from raycluster import ENV, RayCluster
+        serving.READY_TIMEOUT_S = 600.0
+        cluster = RayCluster(num_cpus=2)
+        os.environ.update(ENV)
+        try:
+            return run(args, ["--engine", "ray", "--ray-address", cluster.address,
+                              "--replicas", str(args.replicas), "--replica-cpus",
+                              str(2 / args.replicas)])
+        finally:
+            cluster.stop()
+    return run(args, [])
+
+
+def run(args: argparse.Namespace, engine: list[str]) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -204,8 +227,9 @@ def main() -> int:
             subprocess.run([sys.executable, str(ROOT / "tests" / "checkpoints.py"), str(model),
                             "--classes", "1"], check=True, stdout=subprocess.DEVNULL)
         bodies = small_jpegs()
-        quiet = ["--no-access-log", "--log-level", "warning"]
-        report = {"images": [f"{w}x{h} JPEG" for w, h in SIZES]}
+        quiet = ["--no-access-log", "--log-level", "warning", *engine]
+        report = {"images": [f"{w}x{h} JPEG" for w, h in SIZES], "engine": args.engine,
+                  "replicas": args.replicas if engine else 1}
         if args.serial_requests:
             report["one_client"] = phase(
                 "one-client", model, quiet, bodies, args.serial_requests, 1, args.phase_timeout)

@@ -85,6 +85,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with an API key, require it on every route but /healthz (/metrics, "
                         "/docs, /openapi.json and the page too; browsers then cannot open the "
                         "page without a proxy adding the key); default: only /v1/*")
+    r = p.add_argument_group("engine")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: a Ray Serve deployment of "
+                        "--replicas copies (needs the serve-ray extra; see docs/serve.md)")
+    r.add_argument("--ray-address", metavar="A", help="Ray cluster to join (default: start a "
+                   "local one, stopped with the server)")
+    r.add_argument("--replicas", type=int, default=1, metavar="N",
+                   help="model replicas with --engine ray (default 1)")
+    r.add_argument("--replica-cpus", type=float, default=1.0, metavar="F",
+                   help="CPUs Ray reserves per replica (default 1)")
+    r.add_argument("--replica-gpus", type=float, default=0.0, metavar="F",
+                   help="GPUs per replica, fractions share one (e.g. 0.5; default 0)")
     g.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     g.add_argument("--no-access-log", action="store_true", help="do not log each request")
@@ -118,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
                          "pip install 'musiq[serve]'") from None
     config = config_from_args(args)
+    if args.engine == "ray":
+        from ..serve.ray_engine import run_from_args
+        listen(args.host, args.port).close()  # a port in use fails here, not in Ray's proxy
+        return run_from_args(args, config)
     # Listen before loading anything: a port in use fails at once, and the URL printed
     # below is one this process really serves.
     sock = listen(args.host, args.port)

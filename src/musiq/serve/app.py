@@ -31,6 +31,7 @@ from .page import Page
 from .work import Outcome, score_upload
 from .origin import OriginGuard, default_hosts
 from .uploads import Upload, is_multipart, read_multipart, read_raw
+from . import v2
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
 #: Status codes counted as refusals in ``musiq_rejected_total``, unless the answer recorded its
@@ -48,7 +49,7 @@ def route_label(path: str) -> str:
         return path
     if path.startswith("/static/"):
         return "/static/{name}"
-    return "other"
+    return v2.route_label(path) or "other"
 
 
 class Service:
@@ -187,6 +188,7 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
         app.add_middleware(KeyGuard, key=config.api_key)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     apidocs.register(app)
+    app.include_router(v2.router(service))
 
     @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled",
              response_model=HealthAnswer, responses={503: {

@@ -25,6 +25,8 @@ class Outcome:
     error: str | None = None
     status: int = 200
     extra: dict = field(default_factory=dict)
+    #: The model's raw float32 logits (``num_classes`` values) when scored; not in to_json.
+    logits: list[float] | None = None
 
     def to_json(self) -> dict:
         return {"filename": self.filename, "score": self.score, "error": self.error,
@@ -66,5 +68,6 @@ async def _score(upload: Upload, scorer: Scorer, batcher: Batcher,
         return out
     result = pred.to_dict()
     out.score = result["score"]
+    out.logits = [float(v) for v in logits]
     out.extra = {k: result[k] for k in EXTRA_KEYS if k in result}
     return out
