@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic import replace_with
 from .errors import MusiqError
 from .model import Musiq
 
@@ -99,29 +100,53 @@ def export_onnx(model: Musiq, output: str | os.PathLike, *, check: bool = True,
                 sample: np.ndarray | None = None) -> ExportReport:
     """Write ``model`` as an ONNX file (input ``tokens``, output ``logits``, dynamic batch and
     token axes), then, when ``check``, run it in ONNX Runtime on ``sample`` (default
-    :func:`sample_tokens`) and measure the largest logit difference from PyTorch."""
+    :func:`sample_tokens`) and measure the largest logit difference from PyTorch.
+
+    The file is written and checked under a temporary name beside ``output`` and renamed
+    over it only when it passed (:func:`musiq.atomic.replace_with`): an interrupted or failed
+    export leaves no file, or the previous one, at ``output``. A model with non-finite
+    weights, or logits that are not finite on the sample, is refused."""
     _require_onnx()
     path = Path(output)
     if path.parent and not path.parent.exists():
         raise MusiqError(f"{path}: the folder {path.parent} does not exist")
     model = model.float().cpu().eval()
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise MusiqError(f"{path}: not written: the model has non-finite weights (NaN or "
+                         f"infinity) in {', '.join(bad[:3])}"
+                         + (f" and {len(bad) - 3} more" if len(bad) > 3 else ""))
     x = sample if sample is not None else sample_tokens()
     if x.ndim != 3 or x.shape[2] != TOKEN_FEATURES:
         raise MusiqError(f"sample tokens must be (B, T, {TOKEN_FEATURES}), not {x.shape}")
     wrapper = PaddedMusiq(model).eval()
-    with torch.no_grad(), _quiet(), contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
-            wrapper, (torch.from_numpy(x),), str(path), opset_version=OPSET,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamo=False,
-            dynamic_axes={INPUT_NAME: {0: "batch", 1: "tokens"}, OUTPUT_NAME: {0: "batch"}})
-    diff = None
-    if check:
-        with torch.inference_mode():
-            expected = wrapper(torch.from_numpy(x)).numpy()
-        got = OnnxRuntimeModel(path).logits(x)
-        diff = float(np.abs(got - expected).max())
-    return ExportReport(path=path, num_classes=model.variant.num_classes, max_abs_diff=diff,
+    diff: list[float | None] = [None]
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad(), _quiet(), contextlib.redirect_stdout(io.StringIO()):
+            torch.onnx.export(
+                wrapper, (torch.from_numpy(x),), str(tmp), opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamo=False,
+                dynamic_axes={INPUT_NAME: {0: "batch", 1: "tokens"}, OUTPUT_NAME: {0: "batch"}})
+        if check:
+            diff[0] = _check(wrapper, tmp, x, path)
+
+    replace_with(path, write)
+    return ExportReport(path=path, num_classes=model.variant.num_classes, max_abs_diff=diff[0],
                         sample_shape=tuple(x.shape), size_bytes=path.stat().st_size)
+
+
+def _check(wrapper: PaddedMusiq, file: Path, x: np.ndarray, path: Path) -> float:
+    """Largest logit difference ONNX Runtime vs PyTorch on ``x``; raises when either side's
+    logits are not all finite (a NaN difference would compare as passing)."""
+    with torch.inference_mode():
+        expected = wrapper(torch.from_numpy(x)).numpy()
+    got = OnnxRuntimeModel(file).logits(x)
+    for who, logits in (("PyTorch", expected), ("ONNX Runtime", got)):
+        if not np.isfinite(logits).all():
+            raise MusiqError(f"{path}: not written: {who} gives non-finite logits on the "
+                             "check sample")
+    return float(np.abs(got - expected).max())
 
 
 class OnnxRuntimeModel:

@@ -1,45 +1,102 @@
 """Build the report page: one HTML file with the scores as JSON, the script and styles
-inline (package data in ``static/``), thumbnails embedded or in ``NAME_thumbs/`` beside it."""
+inline (package data in ``static/``), thumbnails embedded or in ``NAME_thumbs/`` beside it.
+
+Rows are embedded in a compact form (null fields left out; the page derives each card's
+name from its path) and written in chunks, so a million-row page is never held whole.
+"""
 from __future__ import annotations
 
 import html
-import json
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import MusiqError
 from ..provenance import read_provenance
 from .read import ScoreRow, read_scores
+from .template import script_json, write_pieces
 from .thumbs import make_thumbnails
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Rows serialised per JSON call when the page is written.
+CHUNK = 10_000
 
 
 def _static(name: str) -> str:
     return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
 
 
+class Finder:
+    """Where the images named in a scores file are: as written (relative to the current
+    directory), else relative to the scores file's folder. A name that cannot be a file
+    (too long, a NUL byte, a missing folder) is simply not found, never an error."""
+
+    def __init__(self, scores_file: str | os.PathLike) -> None:
+        self.base = os.path.dirname(os.fspath(scores_file))
+
+    def __call__(self, path: str) -> str | None:
+        if os.path.isfile(path):  # False on any OSError (ENAMETOOLONG included)
+            return path
+        if self.base and not os.path.isabs(path):
+            cand = os.path.join(self.base, path)
+            if os.path.isfile(cand):
+                return cand
+        return None
+
+
 def locate(path: str, scores_file: Path) -> Path | None:
-    """An image named in a scores file: as written (relative to the current directory),
-    else relative to the scores file's folder; None if neither exists."""
-    p = Path(path)
-    for cand in ([p] if p.is_absolute() else [p, scores_file.parent / p]):
-        if cand.is_file():
-            return cand
-    return None
+    """An image named in a scores file (see :class:`Finder`); None if it is not there."""
+    found = Finder(scores_file)(path)
+    return Path(found) if found is not None else None
 
 
 def summary(rows: list[ScoreRow]) -> dict:
     """count, scored, failed, mean, min, max and the 5/25/50/75/95 % quantiles of the scores."""
-    s = np.array([r.score for r in rows if r.score is not None], np.float64)
+    s = np.fromiter((r.score for r in rows if r.score is not None), np.float64)
     out: dict = {"count": len(rows), "scored": int(s.size), "failed": len(rows) - int(s.size)}
     if s.size:
+        qs = np.quantile(s, QUANTILES)
         out.update(mean=float(s.mean()), min=float(s.min()), max=float(s.max()),
-                   quantiles={f"{int(q * 100)}": float(np.quantile(s, q)) for q in QUANTILES})
+                   quantiles={f"{int(q * 100)}": float(v) for q, v in zip(QUANTILES, qs)})
     return out
+
+
+def _row(r: ScoreRow, thumb: str | None) -> dict:
+    d: dict = {"path": r.path}
+    for key, value in (("score", r.score), ("error", r.error), ("std", r.std),
+                       ("dist", r.distribution), ("thumb", thumb)):
+        if value is not None:
+            d[key] = value
+    return d
+
+
+def _rows_json(rows: Sequence[ScoreRow], thumbs: Sequence[str | None]) -> Iterable[str]:
+    yield "["
+    for lo in range(0, len(rows), CHUNK):
+        part = [_row(r, t) for r, t in zip(rows[lo:lo + CHUNK], thumbs[lo:lo + CHUNK])]
+        yield ("," if lo else "") + script_json(part)[1:-1]
+    yield "]"
+
+
+def _data_json(head: dict, rows: Sequence[ScoreRow], thumbs: Sequence[str | None]) -> \
+        Iterable[str]:
+    yield script_json(head)[:-1] + ',"rows":'
+    yield from _rows_json(rows, thumbs)
+    yield "}"
+
+
+def check_output(output: Path) -> None:
+    """Refuse an output whose folder is missing (named), or that is a folder, before any
+    work (the folder is never created)."""
+    folder = output.parent
+    if not folder.is_dir():
+        raise MusiqError(f"--output {output}: folder {folder} does not exist")
+    if output.is_dir():
+        raise MusiqError(f"--output {output}: is a directory")
 
 
 def build_report(scores: str | os.PathLike, output: str | os.PathLike, *, embed: bool = False,
@@ -49,37 +106,31 @@ def build_report(scores: str | os.PathLike, output: str | os.PathLike, *, embed:
 
     ``embed``: thumbnails as data URIs in the page (one self-contained file) instead of the
     folder ``OUTPUT-stem_thumbs/`` beside it. ``thumb_size``: longer side in px (16-1024).
+    An image that cannot be found or read gets a card without a picture.
     """
     scores, output = Path(scores), Path(output)
     if not 16 <= thumb_size <= 1024:
         raise MusiqError("--thumb-size must be between 16 and 1024 pixels")
+    check_output(output)
     rows = read_scores(scores)
     prov = read_provenance(scores)
     folder = None if embed else output.with_name(output.stem + "_thumbs")
-    thumbs = make_thumbnails([locate(r.path, scores) for r in rows], thumb_size,
+    find = Finder(scores)
+    thumbs = make_thumbnails([find(r.path) for r in rows], thumb_size,
                              folder=folder, workers=workers, progress=progress)
     rng = prov.get("score_range") if prov else None
     if rng is None and any(r.distribution for r in rows):
         rng = [1.0, 10.0]
-    data = {
+    head = {
         "title": title or f"musiq report: {scores.name}",
         "source": str(scores),
         "provenance": prov,
         "model": prov.get("model") if prov else None,
         "range": rng,
         "stats": summary(rows),
-        "rows": [{"name": os.path.basename(r.path) or r.path, "path": r.path, "score": r.score,
-                  "error": r.error, "std": r.std, "dist": r.distribution, "thumb": t}
-                 for r, t in zip(rows, thumbs)],
     }
-    payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")
-    page = (_static("report.html")
-            .replace("{{TITLE}}", html.escape(data["title"]))
-            .replace("{{CSS}}", _static("report.css"))
-            .replace("{{DATA}}", payload)
-            .replace("{{JS}}", _static("report.js")))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".partial")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, output)
+    values = {"TITLE": html.escape(head["title"]), "CSS": _static("report.css"),
+              "DATA": _data_json(head, rows, thumbs), "JS": _static("report.js")}
+    with atomic_write(output, "w", encoding="utf-8") as f:
+        write_pieces(f, _static("report.html"), values)
     return output

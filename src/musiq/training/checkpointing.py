@@ -2,8 +2,9 @@
 
 ``work_dir/epoch_NNN.npz`` (official format, the newest ``keep`` kept), ``best.npz`` (the
 chosen epoch), ``state.pt`` (model, optimizer, schedule and history, from which a run resumes
-exactly) and ``history.json``. Every file is written under a temporary name and renamed, so a
-crash never leaves half a file.
+exactly) and ``history.json``. Every file is written under a temporary name created
+exclusively and renamed (:mod:`musiq.atomic`), so a crash never leaves half a file and a link
+planted there is never followed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_write, replace_with
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..errors import MusiqError
 
@@ -44,9 +46,8 @@ class RunFiles:
         old = sorted(self.dir.glob("epoch_*.npz"))
         for p in old[:max(len(old) - self.keep, 0)]:
             p.unlink()
-        tmp = self.dir / "state.pt.partial"
-        torch.save(state, tmp)
-        os.replace(tmp, self.state)
+        with atomic_write(self.state, "wb") as f:
+            torch.save(state, f)
         return path
 
     def load_state(self) -> dict | None:
@@ -72,6 +73,4 @@ class RunFiles:
 
 
 def _copy(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(dest.name + ".partial")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    replace_with(dest, lambda tmp: shutil.copyfile(src, tmp))

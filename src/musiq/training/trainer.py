@@ -7,26 +7,24 @@
     >>> musiq.load("mine.npz").score("photo.jpg")       # the fine-tuned model
 
 The run makes the network with :func:`musiq.create_model` from ``init``, replaces the head
-when the number of outputs changes, trains it on tokens from a
+when the number of outputs changes (:mod:`.surgery`), trains it on tokens from a
 :class:`~musiq.preprocessor.Preprocessor`, scores the validation set after every epoch
 (:mod:`.validation`) and keeps the epoch with the best SRCC. The run's files (per-epoch
 checkpoints, the resume state from which ``resume=True`` continues exactly) are kept by
-:mod:`.checkpointing`. Images that cannot be read are skipped and reported, never fatal.
+:mod:`.checkpointing` (:mod:`.runstate`). Images that cannot be read are skipped and
+reported, never fatal. Non-finite labels, starting weights, losses or trained weights stop
+the run with an error, keeping the last good files (:mod:`.guards`).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -42,51 +40,19 @@ from ..scorer import Scorer
 from .checkpointing import RunFiles
 from .config import TrainConfig
 from .data import Batch, EpochView, LabelledImages, collate, epoch_order
+from .guards import check_init, check_labels, check_loss
 from .head import ScaledHead
 from .losses import LOSSES, loss_for
-from .probe import fit_ridge
+from .result import TrainResult, better, check_present, fmt, stderr, write_json
+from .runstate import RunState
 from .schedule import warmup_cosine
+from .surgery import HeadSurgery
 from .validation import Validator
 
-
-@dataclass
-class TrainResult:
-    """What a run produced.
-
-    ``initial``: validation metrics before training (SRCC is NaN when a new zero head makes
-    every prediction equal); ``best``: those of the chosen epoch (``epoch``, ``srcc``,
-    ``plcc``, ``krcc``, ``rmse``, ``emd`` for distributions, ``loss``); ``history``: one
-    dict per epoch; ``predictions``: validation scores of the chosen model, in label-file
-    order (None for an image that could not be read); ``output``: the written checkpoint;
-    ``skipped``: images left out because they could not be read (``path``, ``reason``).
-    """
-
-    output: Path
-    initial: dict
-    best: dict
-    history: list[dict] = field(default_factory=list)
-    predictions: list[float | None] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"output": str(self.output), "initial": self.initial, "best": self.best,
-                "history": self.history, "skipped": self.skipped}
+__all__ = ["Trainer", "TrainResult", "TrainConfig", "train"]
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _missing(items: list[LabelItem], what: str, file) -> None:
-    gone = [it for it in items if not it.path.is_file()]
-    if gone:
-        shown = "\n".join(f"  {it.path} (line {it.line})" for it in gone[:10])
-        more = f"\n  ... and {len(gone) - 10} more" if len(gone) > 10 else ""
-        raise MusiqError(f"{file}: {len(gone)} of {len(items)} {what} image(s) not found:\n"
-                         f"{shown}{more}")
-
-
-class Trainer:
+class Trainer(HeadSurgery, RunState):
     """One fine-tuning run (see :class:`TrainConfig` for every setting).
 
     ``log`` receives one line per epoch (default: stderr); ``progress`` shows a per-batch
@@ -94,7 +60,7 @@ class Trainer:
     redirected log gets the epoch lines alone).
     """
 
-    def __init__(self, config: TrainConfig, *, log: Callable[[str], None] | None = _stderr,
+    def __init__(self, config: TrainConfig, *, log: Callable[[str], None] | None = stderr,
                  progress: bool | None = True) -> None:
         self.config = c = config
         c.check_output()
@@ -105,20 +71,41 @@ class Trainer:
         self.plan = make_plan(ScorerOptions(device=c.device, max_pixels=c.max_pixels), OFFICIAL)
         self.device = self.plan.torch_device
         torch.manual_seed(c.seed)
+        self._read_labels()
+        net = self._setup_model()
+        self._setup_data(net)
+        self._setup_optimizer()
+        self.work_dir = c.resolved_work_dir()
+        self.files = RunFiles(self.work_dir, c.keep_checkpoints)
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.initial: dict = {}
+        self.best: dict = {}
+        self.best_predictions: list[float] = []
+        if c.resume:
+            self._load_state()
+
+    def _read_labels(self) -> None:
+        c = self.config
         self.train_items = read_labels(c.labels, c.images, c.columns)
         self.val_items = read_labels(c.val, c.val_images, c.columns) if c.val else []
-        _missing(self.train_items, "training", c.labels)
+        check_present(self.train_items, "training", c.labels)
+        check_labels(self.train_items, c.labels)
         if self.val_items:
-            _missing(self.val_items, "validation", c.val)
+            check_present(self.val_items, "validation", c.val)
+            check_labels(self.val_items, c.val)
 
+    def _setup_model(self) -> Musiq:
+        c = self.config
         has_dist = all(it.distribution is not None for it in self.train_items)
         net = create_model(c.init, checkpoint_dir=c.checkpoint_dir)
+        check_init(net, str(c.init))
         outputs = c.outputs or (len(self.train_items[0].distribution) if has_dist else 1)
         if outputs != 1 and not has_dist:
             raise MusiqError(f"{c.labels}: {outputs} outputs need distribution labels "
                              "(--dist-columns or --label-format ava)")
         self.target = "mos" if outputs == 1 else "distribution"
-        self.output_kind = output_kind("mos" if outputs == 1 else "distribution")
+        self.output_kind = output_kind(self.target)
         try:
             self.loss_name = loss_for(c.loss, self.target)
         except ValueError as e:
@@ -126,7 +113,6 @@ class Trainer:
         self.loss_fn = LOSSES[self.loss_name]
         mos = np.array([it.mos for it in self.train_items], np.float64)
         self.loss_scale = float(mos.std()) or 1.0
-
         self.model: Musiq = net.train()
         self.initialised_from = net.source.name
         self.head_is_new = c.new_head or self.model.variant.num_classes != outputs
@@ -135,7 +121,10 @@ class Trainer:
         self._scale_head()
         self._freeze()
         self.model.to(self.device)
+        return net
 
+    def _setup_data(self, net: Musiq) -> None:
+        c = self.config
         eval_pp = Preprocessor(net.variant.preprocess, max_pixels=c.max_pixels)
         train_pp = eval_pp.with_config(max_seq_len_from_original_res=c.max_native_tokens)
         budget = int(c.cache_mb) * 2 ** 20
@@ -150,6 +139,8 @@ class Trainer:
         if c.head_init == "probe" and self.head_is_new and not c.resume:
             self._probe_head()
 
+    def _setup_optimizer(self) -> None:
+        c = self.config
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay)
@@ -162,94 +153,6 @@ class Trainer:
         amp = c.amp if c.amp != "auto" else ("bf16" if self.device.type == "cuda" else "off")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
-
-        self.work_dir = c.resolved_work_dir()
-        self.files = RunFiles(self.work_dir, c.keep_checkpoints)
-        self.epoch = 0
-        self.history: list[dict] = []
-        self.initial: dict = {}
-        self.best: dict = {}
-        self.best_predictions: list[float] = []
-        if c.resume:
-            self._load_state()
-
-    # -- model surgery ---------------------------------------------------------------------
-    def _new_head(self, outputs: int) -> None:
-        """A fresh head: zero weights, bias at the training labels' mean (MOS) or the log of
-        their mean distribution, so training starts from the best constant prediction."""
-        head = nn.Linear(self.model.variant.hidden, outputs)
-        with torch.no_grad():
-            head.weight.zero_()
-            if outputs == 1:
-                head.bias.fill_(float(np.mean([it.mos for it in self.train_items])))
-            else:
-                mean = np.mean([it.distribution for it in self.train_items], axis=0)
-                head.bias.copy_(torch.from_numpy(np.log(np.maximum(mean, 1e-6))).float())
-        self.model.head = head
-        self.model.variant = self.model.variant.with_head(outputs)
-
-    @torch.no_grad()
-    def _probe_head(self) -> None:
-        """Fit the new MOS head in closed form on the training images' CLS features
-        (see :mod:`.probe`); distribution heads keep their zero start."""
-        if self.target != "mos":
-            return
-        self.model.eval()
-        feats, rows = [], []
-        bs = self.config.batch_size
-        for lo in range(0, len(self.train_set), bs):
-            batch = collate([self.train_set[(i, False)]
-                             for i in range(lo, min(lo + bs, len(self.train_set)))])
-            self._note_skipped(batch, self.train_items)
-            if batch.inputs is None:
-                continue
-            inputs = batch.inputs.to(self.device)
-            feats.append(self.model.encode(self.model.embed(inputs), inputs.lengths)
-                         .float().cpu().numpy())
-            rows += batch.indices
-        self.model.train()
-        if len(rows) < 2:
-            return
-        head: ScaledHead = self.model.head
-        mos = np.array([self.train_items[i].mos for i in rows])
-        z = (mos - float(head.mean)) / float(head.std)
-        w, b, self.probe_lambda = fit_ridge(np.concatenate(feats), z)
-        head.linear.weight.copy_(torch.from_numpy(w).float()[None])
-        head.linear.bias.fill_(b)
-
-    def _scale_head(self) -> None:
-        """Train a MOS head in standardised label units (see :mod:`.head`)."""
-        if self.target == "mos":
-            mos = np.array([it.mos for it in self.train_items], np.float64)
-            self.model.head = ScaledHead.wrap(self.model.head, float(mos.mean()),
-                                              self.loss_scale)
-
-    def official_params(self) -> dict[str, np.ndarray]:
-        """The model's parameters under the official names (head in label units)."""
-        head = self.model.head
-        if not isinstance(head, ScaledHead):
-            return self.model.official_params()
-        self.model.head = head.folded()
-        try:
-            return self.model.official_params()
-        finally:
-            self.model.head = head
-
-    def _freeze(self) -> None:
-        """``freeze_stem``: the patch stem (convolutions, GroupNorms, embedding Dense).
-        ``freeze_blocks`` N > 0: everything below encoder block N as well (stem, position
-        and scale embeddings, CLS, blocks 0..N-1), so no gradient is computed there."""
-        c = self.config
-        m = self.model
-        if not 0 <= c.freeze_blocks <= len(m.blocks):
-            raise MusiqError(f"freeze_blocks must be 0..{len(m.blocks)}, not {c.freeze_blocks}")
-        if c.freeze_stem or c.freeze_blocks > 0:
-            m.stem.requires_grad_(False)
-        if c.freeze_blocks > 0:
-            for p in (m.pos_embedding, m.scale_embedding, m.cls):
-                p.requires_grad_(False)
-            for block in m.blocks[:c.freeze_blocks]:
-                block.requires_grad_(False)
 
     # -- evaluation --------------------------------------------------------------------------
     def validate(self) -> tuple[dict, list[float | None]]:
@@ -276,8 +179,23 @@ class Trainer:
             return self.loss_fn(logits, targets, self.config.emd_r)
         return self.loss_fn(logits, targets.reshape(-1), self.loss_scale)
 
+    def _step(self) -> float:
+        """One optimizer step (clipping, scaler); returns the learning rate it used."""
+        c = self.config
+        if c.clip_grad > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], c.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = float(self.scheduler.get_last_lr()[0])
+        self.scheduler.step()
+        return lr
+
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training set; returns ``loss`` (mean per batch) and timing."""
+        """One pass over the training set; returns ``loss`` (mean per batch) and timing.
+        Raises :class:`MusiqError` when a batch's loss is not finite."""
         c = self.config
         order = epoch_order(len(self.train_set), epoch, c.seed, c.flip)
         loader = DataLoader(EpochView(self.train_set, order), batch_size=c.batch_size,
@@ -295,25 +213,19 @@ class Trainer:
         for k, batch in enumerate(bar):
             batch: Batch
             self._note_skipped(batch, self.train_items)
+            boundary = (k + 1) % c.accumulate == 0 or k + 1 == n_batches
             if batch.inputs is None:
-                if (k + 1) % c.accumulate == 0 or k + 1 == n_batches:
+                if boundary:
                     self.scheduler.step()  # keep the schedule's length fixed
                 continue
             with autocast:
                 logits = self.model(batch.inputs.to(self.device))
             loss = self._loss(logits, batch.targets.to(self.device))
-            self.scaler.scale(loss / c.accumulate).backward()
             losses.append(float(loss.detach()))
-            if (k + 1) % c.accumulate == 0 or k + 1 == n_batches:
-                if c.clip_grad > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in self.model.parameters() if p.requires_grad], c.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                lr = float(self.scheduler.get_last_lr()[0])  # the rate this step used
-                self.scheduler.step()
+            check_loss(losses[-1], epoch, k + 1, self.kept_note())
+            self.scaler.scale(loss / c.accumulate).backward()
+            if boundary:
+                lr = self._step()  # the rate this step used
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
         bar.close()
         seconds = time.perf_counter() - t0
@@ -331,8 +243,8 @@ class Trainer:
         if self.epoch == 0:
             self.initial, preds = self.validate()
             if self.initial:
-                self.log(f"before training: val SRCC {_f(self.initial['srcc'])}  PLCC "
-                         f"{_f(self.initial['plcc'])}  ({len(self.val_items)} images)")
+                self.log(f"before training: val SRCC {fmt(self.initial['srcc'])}  PLCC "
+                         f"{fmt(self.initial['plcc'])}  ({len(self.val_items)} images)")
         if self.probe_lambda is not None:
             self.log(f"head initialised by a linear probe (ridge lambda {self.probe_lambda:g})")
         self.log(f"training {len(self.train_items)} images from {self.initialised_from} on "
@@ -341,23 +253,27 @@ class Trainer:
         while self.epoch < c.epochs:
             if stop_after is not None and self.epoch >= stop_after:
                 return None
-            epoch = self.epoch + 1
-            stats = self.train_epoch(epoch)
-            val, preds = self.validate()
-            row = {"epoch": epoch, **stats, **{f"val_{k}": v for k, v in val.items()}}
-            improved = not self.best or (
-                not val or _better(val["srcc"], self.best.get("srcc", float("nan"))))
-            if improved:
-                self.best = {"epoch": epoch, **val, "loss": stats["loss"]}
-                self.best_predictions = preds
-            self.history.append(row)
-            self.epoch = epoch
-            self._save_epoch(improved)
-            self.log(f"epoch {epoch}/{c.epochs}  loss {stats['loss']:.4f}  "
-                     + (f"val SRCC {_f(val['srcc'])}  PLCC {_f(val['plcc'])}  " if val else "")
-                     + f"lr {stats['lr']:.2e}  {stats['seconds']:.1f} s"
-                     + ("  (best)" if improved and val else ""))
+            self._run_epoch(self.epoch + 1)
         return self._finish()
+
+    def _run_epoch(self, epoch: int) -> None:
+        """Train, validate and save epoch ``epoch``; log its line."""
+        c = self.config
+        stats = self.train_epoch(epoch)
+        val, preds = self.validate()
+        row = {"epoch": epoch, **stats, **{f"val_{k}": v for k, v in val.items()}}
+        improved = not self.best or (
+            not val or better(val["srcc"], self.best.get("srcc", float("nan"))))
+        if improved:
+            self.best = {"epoch": epoch, **val, "loss": stats["loss"]}
+            self.best_predictions = preds
+        self.history.append(row)
+        self.epoch = epoch
+        self._save_epoch(improved)
+        self.log(f"epoch {epoch}/{c.epochs}  loss {stats['loss']:.4f}  "
+                 + (f"val SRCC {fmt(val['srcc'])}  PLCC {fmt(val['plcc'])}  " if val else "")
+                 + f"lr {stats['lr']:.2e}  {stats['seconds']:.1f} s"
+                 + ("  (best)" if improved and val else ""))
 
     def _finish(self) -> TrainResult:
         params = self.files.best_params()
@@ -368,63 +284,16 @@ class Trainer:
         skipped = [{"path": p, "reason": r} for p, r in self.skipped.items()]
         result = TrainResult(out, self.initial, self.best, self.history, self.best_predictions,
                              skipped)
-        _write_json(self.work_dir / "history.json",
-                    {"config": self.config.to_dict(), **result.to_dict()})
+        write_json(self.work_dir / "history.json",
+                   {"config": self.config.to_dict(), **result.to_dict()})
         self.log(f"wrote {out} (epoch {self.best.get('epoch')}"
-                 + (f", val SRCC {_f(self.best['srcc'])}" if "srcc" in self.best else "") + ")"
+                 + (f", val SRCC {fmt(self.best['srcc'])}" if "srcc" in self.best else "") + ")"
                  + (f"; {len(skipped)} unreadable image(s) skipped" if skipped else ""))
         return result
 
     def scorer(self, **options) -> Scorer:
         """A :class:`Scorer` on the model as it is now (after :meth:`fit`: the chosen one)."""
         return Scorer(self.model, self.model.variant, device=self.device, **options)
-
-    # -- checkpoints -----------------------------------------------------------------------
-    def _save_epoch(self, improved: bool) -> None:
-        state = {"epoch": self.epoch, "model": self.model.state_dict(),
-                 "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "history": json.dumps({"history": self.history, "initial": self.initial,
-                                        "best": self.best,
-                                        "best_predictions": self.best_predictions,
-                                        "skipped": self.skipped})}
-        self.files.save_epoch(self.epoch, self.official_params(), state, improved)
-        self.model.train()
-
-    def _load_state(self) -> None:
-        state = self.files.load_state()
-        if state is None:
-            self.log(f"nothing to resume in {self.work_dir}; starting from {self.config.init}")
-            return
-        try:
-            self.model.load_state_dict(state["model"])
-        except RuntimeError as e:
-            raise MusiqError(f"{self.files.state}: does not fit this model/configuration "
-                             f"({e})") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch = int(state["epoch"])
-        saved = json.loads(state["history"])
-        self.history, self.initial, self.best = saved["history"], saved["initial"], saved["best"]
-        self.best_predictions = saved["best_predictions"]
-        self.skipped = saved.get("skipped", {})
-        self.log(f"resumed from {self.files.state} after epoch {self.epoch}")
-
-
-def _better(new: float, old: float) -> bool:
-    if np.isnan(new):
-        return False
-    return np.isnan(old) or new > old
-
-
-def _f(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.4f}"
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from ..evaluation import write_json
-    write_json(path, data)
 
 
 def train(labels: str | os.PathLike, output: str | os.PathLike, **options) -> TrainResult:

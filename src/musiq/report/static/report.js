@@ -18,14 +18,22 @@
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
     return e;
   };
-  const rows = data.rows.map((r, i) => Object.assign({ index: i }, r));
+  // Rows come compact (null fields left out); the card's name is the path's last part.
+  const orNull = (v) => (v === undefined ? null : v);
+  const rows = data.rows.map((r, i) => ({
+    index: i, path: r.path, name: r.path.slice(r.path.lastIndexOf("/") + 1) || r.path,
+    score: orNull(r.score), error: orNull(r.error), std: orNull(r.std), dist: orNull(r.dist),
+    thumb: orNull(r.thumb),
+  }));
   const scored = rows.filter((r) => r.score !== null);
   const failed = rows.filter((r) => r.score === null);
 
   // Header and stats
   $("title").textContent = data.title;
-  const range = data.range || (scored.length ? [Math.min(...scored.map((r) => r.score)),
-                                                Math.max(...scored.map((r) => r.score))] : [0, 1]);
+  // A loop, not Math.min(...scores): spreading 100k+ arguments overflows the call stack.
+  let smin = Infinity, smax = -Infinity;
+  for (const r of scored) { if (r.score < smin) smin = r.score; if (r.score > smax) smax = r.score; }
+  const range = data.range || (scored.length ? [smin, smax] : [0, 1]);
   $("model").textContent = (data.model ? `model ${data.model}` : "model not recorded") +
     (data.range ? `, scores ${data.range[0]} to ${data.range[1]}` : ", range of the data");
   $("model").dataset.range = data.range ? data.range.join(",") : "";
@@ -70,9 +78,15 @@
   // Failures
   $("failed-count").textContent = `(${failed.length})`;
   const tbody = $("failures").querySelector("tbody");
-  for (const r of failed) {
+  const FAILURES_SHOWN = 1000; // the rest stay in the grid (sort worst first)
+  for (const r of failed.slice(0, FAILURES_SHOWN)) {
     const tr = el("tr");
     tr.append(el("td", {}, r.path), el("td", {}, r.error || "no score"));
+    tbody.append(tr);
+  }
+  if (failed.length > FAILURES_SHOWN) {
+    const tr = el("tr");
+    tr.append(el("td", { colspan: 2 }, `... and ${failed.length - FAILURES_SHOWN} more`));
     tbody.append(tr);
   }
   if (!failed.length) $("failures-box").hidden = true;
