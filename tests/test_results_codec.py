@@ -123,3 +123,14 @@ def test_parquet_journal_is_read_and_folded_once(tmp_path):
     table = pq.read_table(out)
     assert table.column("path").to_pylist() == ["a.jpg", "b.jpg"]
     assert str(table.schema.field("logits").type) == "list<element: double>"
+
+
+def test_parquet_takes_names_that_are_not_utf8(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from musiq.results.parquet import ParquetWriter
+    out = str(tmp_path / "s.parquet")
+    w = ParquetWriter(out, "mos")
+    w.write(Prediction("caf\udce9.jpg", error="caf\udce9.jpg: cannot decode"))
+    w.write(Prediction("café.jpg", score=2.0, logits=[2.0]))
+    w.close()
+    assert pq.read_table(out).column("path").to_pylist() == ["caf\\xe9.jpg", "café.jpg"]

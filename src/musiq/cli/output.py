@@ -15,6 +15,7 @@ import sys
 from ..provenance import check_resume, read_provenance, write_sidecar
 from ..results.columns import (CSV_FORMULA_START, ENCODING, ERRORS, csv_guard,  # noqa: F401
                                csv_header, csv_unguard, fmt_float)
+from ..results.arrow import utf8_text
 from ..results.csvfmt import render_row
 from ..results.files import (FILE_FORMATS, OutputFile, ResultRow, file_format,  # noqa: F401
                              open_output, resolve)
@@ -90,9 +91,11 @@ def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: 
     skipped = 0
     if args.resume:
         done = output.done(base)
+        # Parquet holds UTF-8 text only: compare names as it wrote them.
+        text = utf8_text if output.fmt == "parquet" else str
         before = len(files) + len(problems)
-        files = [f for f in files if resolve(f) not in done]
-        problems = [p for p in problems if resolve(p.source) not in done]
+        files = [f for f in files if resolve(text(f)) not in done]
+        problems = [p for p in problems if resolve(text(p.source)) not in done]
         skipped = before - len(files) - len(problems)
     write_sidecar(output.path, provenance)
     if output.fmt == "parquet":

@@ -44,14 +44,27 @@ def arrow_schema(kind: str) -> Any:
     return pa.schema([pa.field(k, types[k]) for k in json_keys(kind)])
 
 
+def utf8_text(s: str | None) -> str | None:
+    """``s`` as valid UTF-8 text: Arrow strings are UTF-8, so a name that is not (its bytes
+    kept as surrogate escapes) is written with ``\\xNN`` escapes for those bytes."""
+    if s is None or s.isascii():
+        return s
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate not from a file name's byte
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def predictions_table(preds: Iterable[Prediction], kind: str) -> Any:
-    """A ``pyarrow.Table`` of predictions in :func:`arrow_schema`'s columns."""
+    """A ``pyarrow.Table`` of predictions in :func:`arrow_schema`'s columns (text through
+    :func:`utf8_text`)."""
     pa = require_pyarrow()
     schema = arrow_schema(kind)
     preds = list(preds)
-    values = {"path": [p.source for p in preds]}
+    values = {"path": [utf8_text(p.source) for p in preds]}
     for name in schema.names[1:]:
         values[name] = [getattr(p, name) for p in preds]
+    values["error"] = [utf8_text(e) for e in values["error"]]
     return pa.Table.from_pydict(values, schema=schema)
 
 
