@@ -79,29 +79,57 @@ def sidecar_path(output: str | os.PathLike) -> Path:
 
 
 def write_sidecar(output: str | os.PathLike, provenance: dict) -> Path:
-    """Write ``OUT.meta.json`` atomically and return its path."""
+    """Write ``OUT.meta.json`` atomically (never through a link planted at its temporary
+    name) and return its path."""
+    from .atomic import atomic_write
     path = sidecar_path(output)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(provenance, indent=2) + "\n")
     return path
+
+
+def _checked(data: object, where: str) -> dict:
+    """``data`` if it is a provenance record a reader can use, else :class:`MusiqError`."""
+    if not isinstance(data, dict):
+        raise MusiqError(f"{where}: the provenance record is not a JSON object")
+    rng = data.get("score_range")
+    if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)):
+        raise MusiqError(f"{where}: the provenance record's score_range is not [low, high] "
+                         f"(it is {json.dumps(rng)[:80]})")
+    return data
+
+
+def _parquet_record(output: Path) -> dict | None:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    try:
+        meta = pq.read_schema(output).metadata or {}
+    except Exception as e:  # pyarrow raises many kinds for a file that is not Parquet
+        raise MusiqError(f"{output}: not a readable Parquet file ({str(e)[:200]})") from None
+    raw = meta.get(PARQUET_KEY)
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise MusiqError(f"{output}: the '{PARQUET_KEY.decode()}' metadata is not JSON "
+                         f"({e})") from None
+    return _checked(data, f"{output} ('{PARQUET_KEY.decode()}' metadata)")
 
 
 def read_provenance(output: str | os.PathLike) -> dict | None:
     """The provenance recorded for an output file, or None when it has none.
 
-    Reads the Parquet schema metadata for ``.parquet`` files (needs pyarrow), else the
-    sidecar. Raises :class:`MusiqError` when the record exists but cannot be read.
+    Reads the Parquet schema metadata for ``.parquet`` files (needs pyarrow; the sidecar when
+    the file is not there yet), else the sidecar. Raises :class:`MusiqError` naming the file
+    when the record exists but cannot be read or is not a record.
     """
     output = Path(output)
-    if output.suffix.lower() == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            return None
-        meta = pq.read_schema(output).metadata or {}
-        raw = meta.get(PARQUET_KEY)
-        return json.loads(raw) if raw else None
+    if output.suffix.lower() == ".parquet" and output.is_file():
+        return _parquet_record(output)
     path = sidecar_path(output)
     if not path.exists():
         return None
@@ -109,9 +137,7 @@ def read_provenance(output: str | os.PathLike) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise MusiqError(f"{path}: cannot read the provenance record ({e})") from None
-    if not isinstance(data, dict):
-        raise MusiqError(f"{path}: the provenance record is not a JSON object")
-    return data
+    return _checked(data, str(path))
 
 
 def mismatches(recorded: dict, current: dict) -> list[str]:

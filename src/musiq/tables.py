@@ -1,61 +1,7 @@
-"""Predictions as Arrow tables: one schema per output kind, for Parquet and Ray Data.
-
-The columns are the CLI's outputs: ``path``, ``score`` (float64, null on failure), ``error``
-(null on success), ``logits`` (list<float32>), plus ``distribution`` (list<float64>, 10
-probabilities) and ``std`` for AVA-like heads or ``top5`` (list of ``class``/``probability``/
-``logit``) for ImageNet-like heads. The schema depends only on the kind, never on the data.
-Needs pyarrow (``pip install musiq[parquet]``).
-"""
+"""Predictions as Arrow tables (for Parquet and Ray Data): see :mod:`musiq.results.arrow`,
+where the one schema per output kind now lives with the other formats' columns."""
 from __future__ import annotations
 
-from typing import Any, Iterable
-
-from .outputs import output_kind
-from .scorer import Prediction
+from .results.arrow import arrow_schema, predictions_table, require_pyarrow, table_predictions
 
 __all__ = ["arrow_schema", "predictions_table", "table_predictions", "require_pyarrow"]
-
-
-def require_pyarrow() -> Any:
-    """The pyarrow module, or a clear :class:`~musiq.errors.MusiqError` naming the extra."""
-    try:
-        import pyarrow
-    except ImportError:  # pragma: no cover - pyarrow is in the dev extra
-        from .errors import MusiqError
-        raise MusiqError("Parquet output needs pyarrow: pip install 'musiq[parquet]'") from None
-    return pyarrow
-
-
-def arrow_schema(kind: str) -> Any:
-    """The ``pyarrow.Schema`` of result rows for a model kind (``mos``, ``distribution``,
-    ``imagenet``, ``logits``)."""
-    pa = require_pyarrow()
-    fields = [pa.field("path", pa.string()), pa.field("score", pa.float64()),
-              pa.field("error", pa.string()), pa.field("logits", pa.list_(pa.float32()))]
-    extras = output_kind(kind).extras
-    if "distribution" in extras:
-        fields += [pa.field("distribution", pa.list_(pa.float64())),
-                   pa.field("std", pa.float64())]
-    if "top5" in extras:
-        fields.append(pa.field("top5", pa.list_(pa.struct([
-            pa.field("class", pa.int64()), pa.field("probability", pa.float64()),
-            pa.field("logit", pa.float64())]))))
-    return pa.schema(fields)
-
-
-def predictions_table(preds: Iterable[Prediction], kind: str) -> Any:
-    """A ``pyarrow.Table`` of predictions in :func:`arrow_schema`'s columns."""
-    pa = require_pyarrow()
-    schema = arrow_schema(kind)
-    preds = list(preds)
-    columns = {"path": [p.source for p in preds]}
-    for name in schema.names[1:]:
-        columns[name] = [getattr(p, name) for p in preds]
-    return pa.Table.from_pydict(columns, schema=schema)
-
-
-def table_predictions(table: Any) -> list[Prediction]:
-    """Predictions from a table written with :func:`arrow_schema`'s columns."""
-    rows = table.to_pylist()
-    fields = ("score", "error", "logits", "distribution", "std", "top5")
-    return [Prediction(source=r["path"], **{k: r.get(k) for k in fields}) for r in rows]

@@ -28,9 +28,8 @@ from ..errors import MusiqError
 from ..engine.plan import PRECISIONS
 from ..scorer import Prediction
 from .common import add_model_options, load_from_args
-from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
-from .output import ParquetWriter, make_writer, open_output
+from .output import make_writer, open_output, prepare_output, stop_on_sigterm
 from .ray_engine import add_ray_options, ray_predictions
 
 MAX_LISTED_FAILURES = 20
@@ -127,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or (args.max_batch_tokens is not None and args.max_batch_tokens < 1):
         raise MusiqError("--batch-size and --max-batch-tokens must be positive")
     # The output is checked (folder, lock, rows) before the model loads: no lost work.
+    stop_on_sigterm()
     output = open_output(args.output, resume=args.resume, overwrite=args.overwrite) \
         if args.output else None
     try:
@@ -144,33 +144,9 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     writers = []
     skipped = 0
     if output is not None:
-        provenance = scorer.provenance()
-        if args.resume and (output.rows or output.header is not None
-                            or output.cut_at is not None):
-            # Before the file is changed in any way: a refused resume leaves it untouched.
-            if check_resume(output.path, provenance) is None:
-                print(f"musiq score: warning: {output.path} has no provenance record "
-                      f"({output.path}.meta.json); cannot check it was made by this model",
-                      file=sys.stderr)
-        output.check_kind(scorer.kind)
-        output.repair()
-        if args.retry_failed:
-            output.drop_failed()
-        header = not output.rows and output.header is None
-        if args.resume:
-            done = output.done()
-            before = len(files) + len(problems)
-            files = [f for f in files if resolved(f) not in done]
-            problems = [p for p in problems if resolved(p.source) not in done]
-            skipped = before - len(files) - len(problems)
-        write_sidecar(output.path, provenance)
-        if output.fmt == "parquet":
-            writers.append(ParquetWriter(output.path, scorer.kind, keep=bool(output.rows),
-                                         drop_failed=output.drop_failed_rows,
-                                         provenance=provenance))
-        else:
-            writers.append(make_writer(output.fmt, output.file, kind=scorer.kind,
-                                       header=header))
+        prepared = prepare_output(output, scorer, args, files, problems)
+        files, problems, skipped = prepared.files, prepared.problems, prepared.skipped
+        writers.append(prepared.writer)
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:

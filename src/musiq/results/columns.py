@@ -1,0 +1,111 @@
+"""The fields of a result row, per model kind, and how one cell is written and read back.
+
+One place decides every format's columns: JSON keys (:func:`json_keys`), CSV columns
+(:func:`csv_header`) and Arrow columns (:mod:`musiq.results.arrow`). They depend only on the
+model's kind (known before the first image), never on the data.
+"""
+from __future__ import annotations
+
+from ..outputs import output_kind
+from .rows import Prediction
+
+#: How text files hold names that are not UTF-8 (POSIX file names are bytes): the same
+#: bytes, so that ``--resume`` and the report read back the very path.
+ENCODING, ERRORS = "utf-8", "surrogateescape"
+#: Cells starting with these are formulas to a spreadsheet (OWASP "CSV Injection"); such a
+#: cell gets a leading ``'``. A cell that starts with ``'`` gets one too, so that reading
+#: back (drop one leading ``'``) is exact.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+#: JSON keys of every row, in order; a kind adds its extras after them.
+BASE_KEYS = ("path", "score", "error", "logits")
+
+
+def csv_guard(value: str) -> str:
+    """A CSV cell that no spreadsheet runs as a formula (undo with :func:`csv_unguard`)."""
+    return "'" + value if value.startswith(CSV_FORMULA_START) else value
+
+
+def csv_unguard(value: str) -> str:
+    """The value :func:`csv_guard` was given."""
+    return value[1:] if value.startswith("'") else value
+
+
+def fmt_float(x: float | None) -> str:
+    """Shortest text that reads back as the same float64 ('' for None): ``repr``."""
+    return "" if x is None else repr(float(x))
+
+
+def json_keys(kind: str) -> tuple[str, ...]:
+    """Keys of a JSON/JSONL row for a model kind: ``path, score, error, logits`` and the
+    kind's extras (``distribution, std`` or ``top5``), every one present in every row."""
+    extras = output_kind(kind).extras
+    order = ("distribution", "std", "top5")
+    return BASE_KEYS + tuple(k for k in order if k in extras)
+
+
+def row_dict(p: Prediction, kind: str) -> dict:
+    """A JSON-ready row with every key of :func:`json_keys` (null where absent: a failed
+    image's ``logits``, ``distribution``, ``std`` or ``top5``), so that column readers
+    (polars, DuckDB) see the same columns in every row."""
+    values = {"path": p.source, "score": p.score, "error": p.error, "logits": p.logits,
+              "distribution": p.distribution, "std": p.std, "top5": p.top5}
+    return {k: values[k] for k in json_keys(kind)}
+
+
+def name_columns(kind: str) -> tuple[str, ...]:
+    """ImageNet's class-name columns (added after the index columns; none for other kinds)."""
+    return tuple(f"top{i}_name" for i in range(1, 6)) if kind == "imagenet" else ()
+
+
+def csv_header(kind: str) -> list[str]:
+    """CSV columns for a model kind (``mos``, ``distribution`` or ``imagenet``)."""
+    return ["path", "score", "error", *output_kind(kind).csv_columns, *name_columns(kind)]
+
+
+def accepted_headers(kind: str) -> list[list[str]]:
+    """Headers ``--resume`` goes on with: the current one and the one before names were added
+    (rows are then written in the file's own columns)."""
+    legacy = ["path", "score", "error", *output_kind(kind).csv_columns]
+    current = csv_header(kind)
+    return [current] if legacy == current else [current, legacy]
+
+
+def csv_values(p: Prediction, columns: list[str]) -> list[str]:
+    """The cells of ``p`` for a CSV with these ``columns`` (floats at full float64 precision;
+    ``path`` and ``error`` formula-guarded; '' where absent)."""
+    values: dict[str, object] = {"path": csv_guard(p.source), "score": fmt_float(p.score),
+                                 "error": csv_guard(p.error or ""), "std": fmt_float(p.std)}
+    for i, v in enumerate(p.distribution or [], 1):
+        values[f"p{i}"] = fmt_float(v)
+    for i, t in enumerate(p.top5 or [], 1):
+        values[f"top{i}_class"] = t.get("class")
+        values[f"top{i}_name"] = csv_guard(t.get("name") or "")
+    return ["" if values.get(c) is None else str(values.get(c)) for c in columns]
+
+
+def _num(v: str | None) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def prediction_from_cells(row: dict[str, str]) -> Prediction:
+    """A :class:`Prediction` from one CSV row (column -> cell), undoing :func:`csv_values`:
+    the formula guard removed, distribution from ``p1..p10``, top-5 classes (index, name)."""
+    dist = [_num(row.get(f"p{i}")) for i in range(1, 11)]
+    top5 = []
+    for i in range(1, 6):
+        cls = row.get(f"top{i}_class")
+        if cls not in (None, ""):
+            entry: dict = {"class": int(_num(cls) or 0)}
+            if row.get(f"top{i}_name"):
+                entry["name"] = csv_unguard(row[f"top{i}_name"])
+            top5.append(entry)
+    error = csv_unguard(row.get("error") or "")
+    return Prediction(source=csv_unguard(row.get("path") or ""), score=_num(row.get("score")),
+                      error=error or None, std=_num(row.get("std")),
+                      distribution=dist if all(v is not None for v in dist) else None,
+                      top5=top5 or None)

@@ -1,0 +1,93 @@
+"""JSON lines and JSON arrays of result rows, read back as :class:`Prediction`.
+
+JSON lines: one row a line. Only the *final* line may lack its newline (a row a crash cut
+short, left out); any other line that is not a result row is refused, naming it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+from ..errors import MusiqError
+from .rows import Prediction
+
+
+def _number(v: object, key: str, where: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise MusiqError(f"{where}: {key} is not a number")
+    return float(v)
+
+
+def _numbers(v: object, key: str, where: str) -> list[float] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        raise MusiqError(f"{where}: {key} is not a list of numbers")
+    return [_number(x, key, where) for x in v]  # type: ignore[misc]
+
+
+def prediction_from_dict(d: object, where: str) -> Prediction:
+    """A :class:`Prediction` from a JSON row; :class:`MusiqError` naming ``where`` when it is
+    not one (no ``path``, or a ``path`` that is not text, a score that is not a number)."""
+    if not isinstance(d, dict):
+        raise MusiqError(f"{where}: not a result row (a JSON object with a 'path')")
+    path = d.get("path")
+    if not isinstance(path, str):
+        what = "missing" if path is None else f"a {type(path).__name__}, not text"
+        raise MusiqError(f"{where}: not a result row ('path' is {what})")
+    error = d.get("error")
+    top5 = d.get("top5")
+    std = _number(d.get("std"), "std", where)
+    return Prediction(source=path, score=_number(d.get("score"), "score", where),
+                      error=None if error in (None, "") else str(error),
+                      logits=_numbers(d.get("logits"), "logits", where),
+                      distribution=_numbers(d.get("distribution"), "distribution", where),
+                      std=None if std is None or math.isnan(std) else std,
+                      top5=top5 if isinstance(top5, list) else None)
+
+
+@dataclass
+class Line:
+    """One JSON-lines row: the prediction and its exact text (newline included)."""
+
+    prediction: Prediction
+    text: str
+
+
+def parse_jsonl(text: str, where: str, *, keep_whole_last: bool = False
+                ) -> tuple[list[Line], int]:
+    """The rows of a JSON-lines text and the characters they cover (less than ``len(text)``
+    when the final line was cut by a crash). ``keep_whole_last`` (reading, not resuming): a
+    final line without its newline is kept when it is a whole row."""
+    lines = text.split("\n")
+    kept = len(text) - len(lines[-1])  # a last piece without its newline: cut
+    rows = []
+    if keep_whole_last and lines[-1].strip():
+        try:
+            prediction_from_dict(json.loads(lines[-1]), where)
+            return parse_jsonl(text + "\n", where)[0], len(text)
+        except (ValueError, MusiqError):
+            pass
+    for n, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            raise MusiqError(f"{where} line {n}: not JSON; the file is left untouched") from None
+        rows.append(Line(prediction_from_dict(obj, f"{where} line {n}"), line + "\n"))
+    return rows, kept
+
+
+def parse_json_array(text: str, where: str) -> list[Prediction]:
+    """The rows of ``musiq score --format json``'s array."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise MusiqError(f"{where}: not JSON ({e})") from None
+    if not isinstance(data, list):
+        raise MusiqError(f"{where}: expected the JSON array of musiq score --format json")
+    return [prediction_from_dict(d, f"{where} item {n}") for n, d in enumerate(data, 1)]
