@@ -6,6 +6,7 @@ import json
 
 from ..errors import CheckpointNotFound
 from ..locate import find_checkpoint
+from ..outputs import output_kind
 from ..registry import ALIASES, REGISTRY
 
 
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
             found = str(find_checkpoint(info, args.checkpoint_dir))
         except CheckpointNotFound:
             found = None
-        rng = info.score_range
+        # ImageNet's score is the top-1 probability: the kind's 0-1 (the registry has None).
+        rng = info.score_range or output_kind(info.kind).score_range
         rows.append({"name": info.name, "file": info.relpath, "dataset": info.dataset,
                      "kind": info.kind, "range": list(rng) if rng else None,
                      "url": info.url, "found": found, "description": info.description,
