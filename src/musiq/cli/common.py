@@ -15,7 +15,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         ".npz path (default: koniq)")
     g.add_argument("--checkpoint-dir", metavar="DIR",
                    help="directory holding the official checkpoints (also $MUSIQ_CHECKPOINT_DIR;"
-                        " ./musiq_original/checkpoints and the user cache are searched too)")
+                        " ./musiq_original/checkpoints, the one beside the installation and the user "
+                        "cache are searched too)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: CUDA when available, else cpu)")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images above N pixels, checked from the header "

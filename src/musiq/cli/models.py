@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the official models and where their files are")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="also look for the files here (default: $MUSIQ_CHECKPOINT_DIR, "
-                        "./musiq_original/checkpoints and the user cache)")
+                        "./musiq_original/checkpoints, the one beside the installation and the "
+                        "user cache)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default) or json (one object per model)")
     p.set_defaults(func=run)
