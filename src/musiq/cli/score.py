@@ -23,14 +23,13 @@ import time
 from typing import Iterator
 
 import torch
-from tqdm import tqdm
-
 from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
 from .common import add_model_options, load_from_args
 from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
 from .output import ParquetWriter, make_writer, open_output
+from .progress import track
 from .ray_engine import add_ray_options, ray_predictions
 
 MAX_LISTED_FAILURES = 20
@@ -100,21 +99,6 @@ def default_workers(device: torch.device) -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-def _progress(preds: Iterator[Prediction], total: int, show: bool) -> Iterator[Prediction]:
-    bar = tqdm(total=total, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True,
-               smoothing=0.1)
-    failed = 0
-    try:
-        for p in preds:
-            failed += p.error is not None
-            bar.update(1)
-            if failed:
-                bar.set_postfix(failed=failed, refresh=False)
-            yield p
-    finally:
-        bar.close()
-
-
 def run(args: argparse.Namespace) -> int:
     raw = list(args.images) + list(args.image)
     if args.files_from:
@@ -122,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
     found = collect(raw, recursive=args.recursive)
     files = found.files
     problems = [Prediction(source=path, error=reason) for path, reason in found.problems]
+    args.skipped_note = found.skipped_summary()  # said in the summary
     if not files and not problems:
-        hint = "; ".join(found.hints) if found.hints else (
+        hint = "; ".join(found.hints + [args.skipped_note] * bool(args.skipped_note)) or (
             "musiq score IMAGE... --model NAME|PATH")
         print(f"musiq score: no images given ({hint})", file=sys.stderr)
         return 2
@@ -189,6 +174,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
 
     workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
+    lines = not args.quiet and len(files) > 1  # progress lines when stderr is no terminal
     failed: list[Prediction] = []
     n_failed = scored = 0
     start = time.perf_counter()
@@ -198,7 +184,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         else:
             preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
                                         max_batch_tokens=args.max_batch_tokens)
-        for p in itertools.chain(problems, _progress(preds, len(files), show)):
+        for p in itertools.chain(problems, track(preds, len(files), bar=show, lines=lines)):
             for w in writers:
                 w.write(p)
             if p.error is None:
@@ -216,6 +202,8 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         note = f", {skipped} skipped (already in {args.output})" if skipped else ""
         print(f"musiq score: {scored} scored, {n_failed} failed{note} in {elapsed:.1f} s "
               f"({rate:.2f} images/s)", file=sys.stderr)
+    if not args.quiet and getattr(args, "skipped_note", None):
+        print(f"musiq score: {args.skipped_note}", file=sys.stderr)
     if n_failed:
         total = scored + n_failed
         print(f"musiq score: {n_failed} of {total} image(s) failed", file=sys.stderr)
