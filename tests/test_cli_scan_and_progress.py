@@ -57,6 +57,7 @@ def test_stdin_dash_and_urls_get_a_hint(ckpt_1class):
     assert r.returncode == 1
     assert "use --files-from -" in r.stdout and "URLs are not supported" in r.stdout
     assert "no such file" not in r.stdout.lower()
+    assert collect(["s3://bucket/a.jpg"], uris=True).files == ["s3://bucket/a.jpg"]  # Ray
 
 
 def test_progress_lines_without_a_terminal(ckpt_1class):

@@ -128,12 +128,13 @@ def _case_insensitive(pattern: str) -> str:
     return os.path.join(head, "".join(out))
 
 
-def collect(paths: Iterable[str], *, recursive: bool = False) -> Expansion:
+def collect(paths: Iterable[str], *, recursive: bool = False, uris: bool = False) -> Expansion:
     """Files as given (even without an image suffix: the content decides); folders become
     their image files; an argument that is not an existing path but holds ``*``, ``?`` or
     ``[`` is a glob (``**`` matches subfolders; the file name part matches either case).
     Each file is listed once (the first time), compared by resolved path. Anything else is
-    kept as a file, to fail with the reason the decoder gives."""
+    kept as a file, to fail with the reason the decoder gives. ``-`` and URLs (unless
+    ``uris``: the Ray engine reads filesystem URIs) are problems saying what to do instead."""
     result = Expansion()
     seen: set[str] = set()
 
@@ -147,9 +148,10 @@ def collect(paths: Iterable[str], *, recursive: bool = False) -> Expansion:
         if p == "-" and not os.path.lexists(p):
             result.problems.append((p, "standard input is not read as an image; to read a "
                                        "list of paths from it, use --files-from -"))
-        elif URL.match(p) and not os.path.lexists(p):
-            result.problems.append((p, "URLs are not supported: download the file first "
-                                       "(e.g. curl -O URL) and score the local copy"))
+        elif URL.match(p) and not uris and not os.path.lexists(p):
+            result.problems.append((p, "URLs are not supported here: download the file first "
+                                       "(e.g. curl -O URL) and score the local copy; --engine "
+                                       "ray reads s3://, gs:// and hdfs:// URIs"))
         elif os.path.isdir(p):
             found = folder_images(p, recursive, result.problems, result.skipped)
             if not found and not recursive and _nested_images(p):

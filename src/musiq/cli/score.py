@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     raw = list(args.images) + list(args.image)
     if args.files_from:
         raw += read_list(args.files_from)
-    found = collect(raw, recursive=args.recursive)
+    found = collect(raw, recursive=args.recursive, uris=args.engine == "ray")
     files = found.files
     problems = [Prediction(source=path, error=reason) for path, reason in found.problems]
     args.skipped_note = found.skipped_summary()  # said in the summary
