@@ -3,8 +3,8 @@
 ``bash musiq.sh`` / ``scripts/setup.sh`` install every extra. Where one is missing anyway (an
 environment set up by hand, an installed wheel), :func:`install_hint` gives a command that
 works as printed: this interpreter's pip, the extra's own requirements, and from a checkout
-the pinned versions of ``requirements/constraints.txt``. (``pip install 'musiq[onnx]'`` would
-not: musiq is not on the package index.)
+the pinned versions of ``requirements/constraints.txt``. (Installing ``musiq[onnx]`` from
+the package index would not: musiq is not on it.)
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The columns are the CLI's outputs: ``path``, ``score`` (float64, null on failure
 (null on success), ``logits`` (list<float32>), plus ``distribution`` (list<float64>, 10
 probabilities) and ``std`` for AVA-like heads or ``top5`` (list of ``class``/``probability``/
 ``logit``) for ImageNet-like heads. The schema depends only on the kind, never on the data.
-Needs pyarrow (``pip install musiq[parquet]``).
+Needs pyarrow (the ``parquet`` extra).
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def require_pyarrow() -> Any:
         import pyarrow
     except ImportError:  # pragma: no cover - pyarrow is in the dev extra
         from .errors import MusiqError
-        raise MusiqError("Parquet output needs pyarrow: pip install 'musiq[parquet]'") from None
+        from .extras import needs
+        raise MusiqError(needs("Parquet output", "parquet")) from None
     return pyarrow
 
 

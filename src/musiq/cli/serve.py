@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
         from ..serve.app import create_app
     except ImportError as e:
-        raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
-                         "pip install 'musiq[serve]'") from None
+        from ..extras import needs
+        raise MusiqError(needs(f"musiq serve ({e.name} is missing)", "serve")) from None
     config = config_from_args(args)
     # Listen before loading anything: a port in use fails at once, and the URL printed
     # below is one this process really serves.

@@ -54,8 +54,8 @@ def read_scores(path: str | os.PathLike) -> list[ScoreRow]:
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise MusiqError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow)") \
-                from None
+            from ..extras import needs
+            raise MusiqError(f"{path}: " + needs("reading Parquet", "parquet")) from None
         return [_from_mapping(d, str(path)) for d in pq.read_table(path).to_pylist()]
     try:
         text = path.read_text(encoding="utf-8")
