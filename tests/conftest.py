@@ -29,8 +29,6 @@ os.environ["XDG_CACHE_HOME"] = str(_ISOLATED / "cache")
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-#: The full reference data (tokens of every image), where present: optional extra checks.
-SHARED_GOLDEN = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared")) / "golden"
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
