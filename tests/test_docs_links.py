@@ -38,3 +38,13 @@ def test_no_test_skips_for_files_outside_the_checkout():
             for i, line in enumerate(p.read_text().splitlines(), 1)
             if p.name != Path(__file__).name and ("../shared" in line or "MUSIQ_SHARED" in line)]
     assert hits == []
+
+
+def test_onnx_doc_installs_onnxruntime_node_offline():
+    text = (ROOT / "docs" / "onnx.md").read_text()
+    assert "    ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node\n" in text
+
+
+def test_readme_says_how_long_the_suite_takes():
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert re.search(r"CI runs; about \d+ minutes on 2 cores", text)
