@@ -1,10 +1,10 @@
 """Pixels to the device: NumPy vs torch preprocessing, and end to end from JPEG files.
 
-    PYTHONPATH=src python benchmarks/bench_pixels.py --device cpu  [--shared ../shared]
+    PYTHONPATH=src python benchmarks/bench_pixels.py --device cpu
     PYTHONPATH=src python benchmarks/bench_pixels.py --device cuda --workers 15 --images 4096
 
-It writes a checkpoint with ``shared/tools/make_checkpoint.py`` (random weights: speed does not
-depend on their values) and copies of ``golden/images/coffee_1024x768_q90.jpg`` to a temporary
+It writes a checkpoint with ``tests/checkpoints.py`` (random weights: speed does not
+depend on their values) and copies of ``tests/golden/images/coffee_1024x768_q90.jpg`` to a temporary
 folder (distinct files on disk, as a dataset), then prints one table:
 
 * ``preprocess``: seconds per 1024x768 image to make its tokens, NumPy and torch backends
@@ -51,7 +51,8 @@ def _median_time(fn, repeat: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    ap.add_argument("--tests", type=Path, default=Path(__file__).resolve().parents[1] / "tests",
+                    help="the checkout's tests/ folder (checkpoint writer and golden images)")
     ap.add_argument("--images", type=int, default=8, help="JPEG files per end-to-end run")
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=None)
@@ -68,9 +69,9 @@ def main() -> None:
     rows = _Table()
     try:
         ckpt = tmp / "ckpt.npz"
-        subprocess.run([sys.executable, str(args.shared / "tools" / "make_checkpoint.py"),
+        subprocess.run([sys.executable, str(args.tests / "checkpoints.py"),
                         str(ckpt), "--classes", "1"], check=True)
-        src = args.shared / "golden" / "images" / "coffee_1024x768_q90.jpg"
+        src = args.tests / "golden" / "images" / "coffee_1024x768_q90.jpg"
         files = []
         for i in range(args.images):
             files.append(tmp / f"img_{i:05d}.jpg")

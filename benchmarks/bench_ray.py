@@ -55,7 +55,7 @@ def main() -> None:
     ckpt = a.model
     if ckpt is None:
         ckpt = str(tmp / "ckpt.npz")
-        subprocess.run([sys.executable, str(ROOT.parent / "shared/tools/make_checkpoint.py"),
+        subprocess.run([sys.executable, str(ROOT / "tests" / "checkpoints.py"),
                         ckpt, "--classes", "1"], check=True)
     scorer = musiq.load(ckpt, device="cpu")
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")

@@ -2,8 +2,8 @@
 
 The suite stands alone: everything it needs is in the repository. It never sees a user's
 checkpoints either: the checkpoint search (``$MUSIQ_CHECKPOINT_DIR``,
-``./musiq_original/checkpoints``, the user cache) is pointed at empty temporary folders for the
-whole session, subprocesses included (they inherit the environment).
+``./musiq_original/checkpoints``, the one beside the checkout, the user cache) is pointed at
+empty temporary folders for the whole session, subprocesses included (they inherit the environment).
 """
 from __future__ import annotations
 
@@ -24,12 +24,11 @@ os.environ["MUSIQ_OFFLINE"] = "1"
 _ISOLATED = Path(tempfile.mkdtemp(prefix="musiq-tests-"))
 os.environ.pop("MUSIQ_CHECKPOINT_DIR", None)
 os.environ["MUSIQ_LOCAL_DIR"] = str(_ISOLATED / "local")
+os.environ["MUSIQ_INSTALLED_DIR"] = str(_ISOLATED / "installed")
 os.environ["XDG_CACHE_HOME"] = str(_ISOLATED / "cache")
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
-#: The full reference data (tokens of every image), where present: optional extra checks.
-SHARED_GOLDEN = Path(os.environ.get("MUSIQ_SHARED", ROOT.parent / "shared")) / "golden"
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

@@ -40,9 +40,8 @@ def server(monkeypatch):
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Files left in a directory, but the empty lock file a download holds while it runs."""
-    return sorted(p.name for p in directory.rglob("*")
-                  if p.is_file() and not (p.suffix == ".lock" and p.stat().st_size == 0))
+    """Files left in a directory (the ``.lock`` file a download holds goes when it ends)."""
+    return sorted(p.name for p in directory.rglob("*") if p.is_file())
 
 
 def test_success_records_size_and_sha256(server, ckpt_bytes, tmp_path):
@@ -96,6 +95,7 @@ def test_concurrent_downloads_fetch_once(server, ckpt_bytes, tmp_path):
     assert paths == [tmp_path / "koniq_ckpt.npz"] * 3
     assert paths[0].read_bytes() == ckpt_bytes
     assert [s for _, _, s in server.behaviour.log] == [200]
+    assert leftovers(tmp_path) == ["koniq_ckpt.npz", "koniq_ckpt.npz.json"]
 
 
 def test_server_without_range_support_restarts(server, ckpt_bytes, tmp_path):
@@ -170,6 +170,7 @@ def test_load_downloads_a_missing_named_model(server, ckpt_bytes, tmp_path):
 def test_load_reports_failed_download_with_url(server, tmp_path):
     with pytest.raises(DownloadError, match=r"(?s)not found.*HTTP 404"):
         musiq.load("koniq", checkpoint_dir=tmp_path, offline=False)
+    assert leftovers(tmp_path) == []  # no empty .lock file left behind
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -222,8 +223,8 @@ def test_a_silent_server_times_out_and_resumes(server, ckpt_bytes, tmp_path):
 
 def test_a_trickling_server_is_abandoned_for_its_rate(server, ckpt_bytes, tmp_path, monkeypatch):
     """A byte every 0.2 s never trips the per-read timeout; the minimum rate does."""
-    import musiq.download as dl
-    monkeypatch.setattr(dl, "RATE_WINDOW", 1.0)
+    import musiq.transfer as transfer
+    monkeypatch.setattr(transfer, "RATE_WINDOW", 1.0)
     server.behaviour.files[URL_PATH] = ckpt_bytes
     server.behaviour.trickle_s = 0.2
     started = time.monotonic()
@@ -280,7 +281,7 @@ def test_cli_download_finds_the_local_checkout_dir_and_offline(server, ckpt_byte
 
 def test_on_demand_download_logs_progress_without_a_terminal(server, ckpt_bytes, tmp_path):
     server.behaviour.files[URL_PATH] = ckpt_bytes
-    code = ("import musiq, musiq.download as d; d.LOG_EVERY_S = 0.0; "
+    code = ("import musiq, musiq.transfer as t; t.LOG_EVERY_S = 0.0; "
             f"musiq.load('koniq', checkpoint_dir={str(tmp_path)!r})")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""Preprocessing properties (hypothesis) and the arithmetic facts of SPEC section 2."""
+"""Preprocessing properties (hypothesis) and the arithmetic facts of docs/spec.md section 2."""
 from __future__ import annotations
 
 import math

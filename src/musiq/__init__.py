@@ -4,27 +4,44 @@
     >>> scorer = musiq.load("koniq")
     >>> scorer.score("photo.jpg")
 """
+from typing import TYPE_CHECKING
+
 from . import _aliases
 
 _aliases.install()
 
+# Light (NumPy only): imported now. ``preprocess`` must be: it is a submodule's name too.
 from .architecture import OFFICIAL, Architecture  # noqa: E402
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from .decode import load_image  # noqa: E402
 from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,  # noqa: E402
                      UnsupportedFormat)
-from .factory import ModelSource, create_model
-from .model import Musiq, PackedBatch
 from .outputs import KINDS, OutputKind, output_kind
 from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
-from .preprocessor import Prepared, Preprocessor
 from .registry import REGISTRY, ModelInfo, get_info
-from .scorer import Prediction, Scorer, ScorerOptions, load
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
+    from .decode import load_image
+    from .factory import ModelSource, create_model
+    from .model import Musiq, PackedBatch
+    from .preprocessor import Prepared, Preprocessor
+    from .scorer import Prediction, Scorer, ScorerOptions, load
 
 from ._version import __version__  # noqa: E402
 
-#: Imported on first use, so scoring never needs scipy or matplotlib.
+#: Imported on first use: scoring never needs scipy or matplotlib, and ``musiq --help`` or
+#: ``--version`` never imports torch (seconds).
 _LAZY = {
+    "load_image": ("decode", "load_image"),
+    "ModelSource": ("factory", "ModelSource"),
+    "create_model": ("factory", "create_model"),
+    "Musiq": ("model", "Musiq"),
+    "PackedBatch": ("model", "PackedBatch"),
+    "Prepared": ("preprocessor", "Prepared"),
+    "Preprocessor": ("preprocessor", "Preprocessor"),
+    "Prediction": ("scorer", "Prediction"),
+    "Scorer": ("scorer", "Scorer"),
+    "ScorerOptions": ("scorer", "ScorerOptions"),
+    "load": ("scorer", "load"),
     "evaluate": ("evaluation", "evaluate"),
     "Evaluation": ("evaluation", "Evaluation"),
     "train": ("training", "train"),

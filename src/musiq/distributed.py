@@ -13,7 +13,7 @@ an actor pool (``map_batches`` with a callable class) tokenises and scores them 
 weights travel once, through the object store, to each actor. Every input gives exactly one
 row in :func:`musiq.tables.arrow_schema`'s columns; a bad file gives a row with its error.
 
-Needs Ray Data (``pip install 'musiq[ray]'``).
+Needs Ray Data (the ``ray`` extra; :func:`musiq.extras.install_hint`).
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def _ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise MusiqError("the Ray engine needs Ray Data: pip install 'musiq[ray]'") from None
+        from .extras import needs
+        raise MusiqError(needs("the Ray engine (Ray Data)", "ray")) from None
     return ray
 
 

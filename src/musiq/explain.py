@@ -177,15 +177,15 @@ def draw(ex: Explanation, path: str | os.PathLike, *, title: str = "",
     """A PNG of each map over the image (the image's own aspect ratio) with a colour bar.
 
     Occlusion uses a diverging map centred on 0 (red raises the score, blue lowers it);
-    rollout a sequential one. Needs matplotlib (``pip install musiq[eval]``).
+    rollout a sequential one. Needs matplotlib (the ``eval`` extra).
     """
     try:
         import matplotlib
         matplotlib.use("Agg", force=False)
         from matplotlib.figure import Figure
     except ImportError:
-        raise MusiqError("drawing a heat map needs matplotlib: pip install 'musiq[eval]'") \
-            from None
+        from .extras import needs
+        raise MusiqError(needs("drawing a heat map (matplotlib)", "eval")) from None
     if ex.rgb is None:
         raise MusiqError("this explanation holds no image to draw on")
     rgb = ex.rgb

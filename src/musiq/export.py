@@ -5,7 +5,7 @@ position, scale id, mask; see docs/onnx.md) and returns ``logits``: float32
 ``(batch, num_classes)``; both leading axes are dynamic. It is :meth:`Musiq.forward_padded`
 traced, so the file computes exactly what the PyTorch model does.
 
-Needs the ``onnx`` extra (``pip install 'musiq[onnx]'``: onnx and onnxruntime).
+Needs the ``onnx`` extra (onnx and onnxruntime; :func:`musiq.extras.install_hint`).
 
 Exporter: torch's TorchScript-based ``torch.onnx.export(..., dynamo=False)``. It traces the
 model as it runs (the standardised conv weights, cached at inference, become constants) and
@@ -69,7 +69,8 @@ def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
     except ImportError:
-        raise MusiqError("ONNX export needs the onnx extra: pip install 'musiq[onnx]'") from None
+        from .extras import needs
+        raise MusiqError(needs("ONNX export", "onnx")) from None
 
 
 def sample_tokens(batch: int = 2, tokens: int = 24, seed: int = 0) -> np.ndarray:
@@ -159,8 +160,8 @@ class OnnxRuntimeModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise MusiqError("ONNX Runtime is not installed: pip install 'musiq[onnx]'") \
-                from None
+            from .extras import needs
+            raise MusiqError(needs("ONNX Runtime", "onnx")) from None
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -1,8 +1,11 @@
 """Find checkpoint files on disk.
 
 Search order for a model name: an explicit directory argument, ``$MUSIQ_CHECKPOINT_DIR``,
-``./musiq_original/checkpoints/`` and the user cache directory. Each directory is searched for
-the upstream layout (``<dir>/koniq_ckpt.npz``, ``<dir>/full_size_single_scale/koniq_ckpt.npz``).
+``./musiq_original/checkpoints/`` (the working directory), ``musiq_original/checkpoints/``
+beside the installation (the checkout that ``musiq.sh`` and an editable install run from)
+and the user cache directory. Each directory is searched for the upstream layout
+(``<dir>/koniq_ckpt.npz``, ``<dir>/full_size_single_scale/koniq_ckpt.npz``); a
+single-scale file may also lie flat as ``<dir>/koniq_single_koniq_ckpt.npz``.
 """
 from __future__ import annotations
 
@@ -16,15 +19,36 @@ from .registry import ModelInfo
 
 ENV_DIR = "MUSIQ_CHECKPOINT_DIR"
 LOCAL_DIR = Path("musiq_original") / "checkpoints"
-#: Replaces ``./musiq_original/checkpoints`` in the search (tests point it at an empty folder,
-#: so that a user's own checkpoints never change what they see).
+#: Replace ``./musiq_original/checkpoints`` and the one beside the installation in the search
+#: (tests point them at empty folders, so that a user's own checkpoints never change what
+#: they see).
 ENV_LOCAL_DIR = "MUSIQ_LOCAL_DIR"
+ENV_INSTALLED_DIR = "MUSIQ_INSTALLED_DIR"
 
 
 def local_dir() -> Path:
     """``./musiq_original/checkpoints`` (relative to the working directory) or
     ``$MUSIQ_LOCAL_DIR``."""
     return Path(os.environ.get(ENV_LOCAL_DIR) or LOCAL_DIR)
+
+
+def install_root() -> Path | None:
+    """The checkout this package runs from (an editable install, ``bash musiq.sh``): the
+    folder above ``src/musiq`` holding ``pyproject.toml``; None for an installed wheel."""
+    here = Path(__file__).resolve()
+    for parent in list(here.parents)[:4]:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "musiq").is_dir():
+            return parent
+    return None
+
+
+def installed_dir() -> Path | None:
+    """``musiq_original/checkpoints`` beside the installation, or ``$MUSIQ_INSTALLED_DIR``
+    (None for an installed wheel)."""
+    if os.environ.get(ENV_INSTALLED_DIR):
+        return Path(os.environ[ENV_INSTALLED_DIR])
+    root = install_root()
+    return None if root is None else root / LOCAL_DIR
 
 
 def cache_dir() -> Path:
@@ -39,7 +63,11 @@ def search_dirs(checkpoint_dir: str | os.PathLike | None = None) -> list[Path]:
         dirs.append(Path(checkpoint_dir))
     if os.environ.get(ENV_DIR):
         dirs.append(Path(os.environ[ENV_DIR]))
-    dirs += [local_dir(), cache_dir()]
+    dirs.append(local_dir())
+    beside = installed_dir()
+    if beside is not None and beside.absolute() != local_dir().absolute():
+        dirs.append(beside)
+    dirs.append(cache_dir())
     return dirs
 
 
@@ -54,8 +82,8 @@ def find_checkpoint(info: ModelInfo, checkpoint_dir: str | os.PathLike | None = 
     """Path of the file for a registry model; raises :class:`CheckpointNotFound` saying what to do."""
     tried = []
     for d in search_dirs(checkpoint_dir):
+        tried.append(d / info.relpath)  # the documented layout; the flat name is accepted too
         for p in candidates(info, d):
-            tried.append(p)
             if p.is_file():
                 return p
     target = search_dirs(checkpoint_dir)[0] / info.relpath

@@ -7,7 +7,7 @@
 * EMD: earth mover's distance between two distributions over ordered bins (AVA's 10 scores);
 * bootstrap 95 % confidence intervals for all of them (resampling images with replacement).
 
-Needs scipy (``pip install musiq[eval]``).
+Needs scipy (the ``eval`` extra; :func:`musiq.extras.install_hint`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from .errors import MusiqError
 try:
     from scipy import optimize, stats
 except ImportError:  # pragma: no cover - depends on the installation
-    raise MusiqError("evaluation and training need scipy: pip install 'musiq[eval]'") from None
+    from .extras import needs
+    raise MusiqError(needs("evaluation and training (scipy)", "eval")) from None
 
 
 def srcc(pred: np.ndarray, label: np.ndarray) -> float:

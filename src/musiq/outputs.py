@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from .architecture import KIND_BY_CLASSES
 from .imagenet import class_name
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _host_array(logits) -> np.ndarray:
+    """Logits as a float32 NumPy array (a torch tensor is detached and moved to the host)."""
+    if hasattr(logits, "detach"):
+        logits = logits.detach().float().cpu().numpy()
+    return np.asarray(logits, np.float32)
 
 
 def _mos(logits: np.ndarray) -> dict:
@@ -69,9 +79,22 @@ class OutputKind:
     score_meaning: str
     _interpret: Callable[[np.ndarray], dict]
 
-    def interpret(self, logits: np.ndarray) -> dict:
-        """``score``, ``logits`` and this kind's extras from one image's ``(C,)`` logits."""
-        logits = np.asarray(logits, np.float32)
+    def interpret(self, logits: "np.ndarray | Sequence | torch.Tensor") -> "dict | list[dict]":
+        """``score``, ``logits`` and this kind's extras from logits.
+
+        One image's ``(C,)`` logits give one dict; a model's ``(N, C)`` output (``N`` >= 1,
+        e.g. ``net(batch)``: a tensor is detached and copied to the host) gives a list of N
+        dicts, one per image, in order.
+        """
+        array = _host_array(logits)
+        if array.ndim == 1 and array.shape[0] >= 1:
+            return self._interpret_one(array)
+        if array.ndim == 2 and array.shape[1] >= 1:
+            return [self._interpret_one(row) for row in array]
+        raise ValueError(f"logits must be (C,) for one image or (N, C) for N images; got shape "
+                         f"{tuple(array.shape)}")
+
+    def _interpret_one(self, logits: np.ndarray) -> dict:
         fn = _mos if logits.shape[0] == 1 else self._interpret
         return {"logits": [float(v) for v in logits], **fn(logits)}
 
@@ -111,6 +134,7 @@ def output_kind(kind: str | int) -> OutputKind:
         raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(KINDS)}") from None
 
 
-def interpret(logits: np.ndarray, kind: str) -> dict:
-    """Score and extra outputs from one image's logits (float64 maths on float32 logits)."""
+def interpret(logits: np.ndarray, kind: str) -> "dict | list[dict]":
+    """Score and extra outputs from one image's ``(C,)`` logits (float64 maths on float32
+    logits); ``(N, C)`` logits give a list, one dict per image."""
     return output_kind(kind).interpret(logits)

@@ -1,6 +1,6 @@
 """Scatter plot of predictions against labels with the fitted logistic curve (PNG).
 
-Needs matplotlib (``pip install musiq[eval]``); drawn off-screen (Agg), no display needed.
+Needs matplotlib (the ``eval`` extra); drawn off-screen (Agg), no display needed.
 """
 from __future__ import annotations
 

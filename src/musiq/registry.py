@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .errors import MusiqError
 from .outputs import output_kind
+from .suggest import did_you_mean
 
 BASE_URL = "https://storage.googleapis.com/gresearch/musiq/"
 SINGLE_DIR = "full_size_single_scale/"
@@ -90,6 +91,7 @@ def get_info(name: str) -> ModelInfo:
     accepted); raises listing the known names."""
     key = canonical_name(name)
     if key not in REGISTRY:
-        raise MusiqError(f"unknown model '{name}'; known models: {', '.join(REGISTRY)} "
+        hint = did_you_mean(key, [*REGISTRY, *ALIASES])
+        raise MusiqError(f"unknown model '{name}'{hint}; known models: {', '.join(REGISTRY)} "
                          "(or give the path of a .npz checkpoint)")
     return REGISTRY[key]

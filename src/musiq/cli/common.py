@@ -5,7 +5,10 @@ import argparse
 
 from ..decode import DEFAULT_MAX_PIXELS
 from ..engine.plan import ScorerOptions
-from ..scorer import Scorer, load
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..scorer import Scorer
 
 
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
@@ -25,7 +28,8 @@ def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
                        help=names + " (default: koniq)")
     g.add_argument("--checkpoint-dir", metavar="DIR",
                    help="directory holding the official checkpoints (also $MUSIQ_CHECKPOINT_DIR;"
-                        " ./musiq_original/checkpoints and the user cache are searched too)")
+                        " ./musiq_original/checkpoints, the one beside the installation and the "
+                        "user cache are searched too)")
     g.add_argument("--device", default="auto",
                    help="cpu, cuda, cuda:N or auto (default: CUDA when available, else cpu)")
     g.add_argument("--max-pixels", type=int, default=max_pixels, metavar="N",
@@ -57,8 +61,9 @@ def options_from_args(args: argparse.Namespace) -> ScorerOptions:
         max_tokens=get("max_tokens"))
 
 
-def load_from_args(args: argparse.Namespace, model: str | None = None) -> Scorer:
+def load_from_args(args: argparse.Namespace, model: str | None = None) -> "Scorer":
     """The scorer the options describe (``model``: this one instead of ``--model``); every
     option is checked before the checkpoint loads."""
+    from ..scorer import load
     return load(model or args.model, checkpoint_dir=args.checkpoint_dir,
                 offline=args.offline, options=options_from_args(args))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -17,6 +19,14 @@ from ..errors import MusiqError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp",
                   ".gif"}
+#: Why a folder scan leaves out files of these suffixes (others: "not an image suffix").
+SKIP_REASONS = {
+    **dict.fromkeys((".heic", ".heif", ".avif", ".jxl", ".jp2", ".svg", ".psd", ".pdf",
+                     ".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".raf", ".rw2"),
+                    "unsupported format"),
+    **dict.fromkeys((".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".3gp"), "video"),
+}
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 @dataclass
@@ -28,6 +38,19 @@ class Expansion:
     files: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
+    #: Files a folder scan left out, by suffix (``""``: none); hidden files are not counted.
+    skipped: Counter = field(default_factory=Counter)
+
+    def skipped_summary(self) -> str | None:
+        """``skipped 3 files: 2 .heic (unsupported format), 1 .txt (not an image suffix)``
+        (most frequent first), or None when nothing was left out."""
+        if not self.skipped:
+            return None
+        parts = [f"{n} {suffix or '(no suffix)'} "
+                 f"({SKIP_REASONS.get(suffix, 'not an image suffix')})"
+                 for suffix, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0]))]
+        total = sum(self.skipped.values())
+        return f"skipped {total} file{'s' if total != 1 else ''} in folders: {', '.join(parts)}"
 
 
 def _is_image_name(name: str) -> bool:
@@ -38,16 +61,25 @@ def _reason(e: OSError) -> str:
     return f"cannot list folder ({e.strerror or e})"
 
 
+def _count_skipped(names: Iterable[str], skipped: Counter | None) -> None:
+    if skipped is not None:
+        skipped.update(Path(n).suffix.lower() for n in names
+                       if not n.startswith(".") and not _is_image_name(n))
+
+
 def folder_images(folder: str, recursive: bool = False,
-                  problems: list[tuple[str, str]] | None = None) -> list[str]:
+                  problems: list[tuple[str, str]] | None = None,
+                  skipped: Counter | None = None) -> list[str]:
     """Image files (by suffix, any case) in a folder, sorted; with ``recursive`` in its
     subfolders too (sorted by path, hidden folders skipped). Folders that cannot be read are
-    added to ``problems`` (raised as :class:`OSError` when it is None)."""
+    added to ``problems`` (raised as :class:`OSError` when it is None); the other files'
+    suffixes are counted in ``skipped``."""
     if not recursive:
         try:
             with os.scandir(folder) as entries:
-                return sorted(os.path.join(folder, e.name) for e in entries
-                              if _is_image_name(e.name) and not _is_dir(e))
+                names = [e.name for e in entries if not _is_dir(e)]
+            _count_skipped(names, skipped)
+            return sorted(os.path.join(folder, n) for n in names if _is_image_name(n))
         except OSError as e:
             if problems is None:
                 raise
@@ -62,6 +94,7 @@ def folder_images(folder: str, recursive: bool = False,
     out: list[str] = []
     for root, dirs, files in os.walk(folder, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        _count_skipped(files, skipped)
         out += [os.path.join(root, f) for f in files if _is_image_name(f)]
     return sorted(out)
 
@@ -95,12 +128,13 @@ def _case_insensitive(pattern: str) -> str:
     return os.path.join(head, "".join(out))
 
 
-def collect(paths: Iterable[str], *, recursive: bool = False) -> Expansion:
+def collect(paths: Iterable[str], *, recursive: bool = False, uris: bool = False) -> Expansion:
     """Files as given (even without an image suffix: the content decides); folders become
     their image files; an argument that is not an existing path but holds ``*``, ``?`` or
     ``[`` is a glob (``**`` matches subfolders; the file name part matches either case).
     Each file is listed once (the first time), compared by resolved path. Anything else is
-    kept as a file, to fail with the reason the decoder gives."""
+    kept as a file, to fail with the reason the decoder gives. ``-`` and URLs (unless
+    ``uris``: the Ray engine reads filesystem URIs) are problems saying what to do instead."""
     result = Expansion()
     seen: set[str] = set()
 
@@ -111,8 +145,15 @@ def collect(paths: Iterable[str], *, recursive: bool = False) -> Expansion:
             result.files.append(path)
 
     for p in paths:
-        if os.path.isdir(p):
-            found = folder_images(p, recursive, result.problems)
+        if p == "-" and not os.path.lexists(p):
+            result.problems.append((p, "standard input is not read as an image; to read a "
+                                       "list of paths from it, use --files-from -"))
+        elif URL.match(p) and not uris and not os.path.lexists(p):
+            result.problems.append((p, "URLs are not supported here: download the file first "
+                                       "(e.g. curl -O URL) and score the local copy; --engine "
+                                       "ray reads s3://, gs:// and hdfs:// URIs"))
+        elif os.path.isdir(p):
+            found = folder_images(p, recursive, result.problems, result.skipped)
             if not found and not recursive and _nested_images(p):
                 result.hints.append(f"{p} has no images at its top level but has some in "
                                     "subfolders: add -r / --recursive to score them")
@@ -124,7 +165,7 @@ def collect(paths: Iterable[str], *, recursive: bool = False) -> Expansion:
                 result.problems.append((p, "no file matches this pattern"))
             for m in matches:
                 if os.path.isdir(m):
-                    for f in folder_images(m, recursive, result.problems):
+                    for f in folder_images(m, recursive, result.problems, result.skipped):
                         add(f)
                 elif _is_image_name(m):
                     add(m)

@@ -8,27 +8,88 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 
 from .._version import __version__
 from ..errors import MusiqError
+from ..suggest import did_you_mean
 
-COMMANDS = ["score", "models", "download", "evaluate", "train", "serve", "report", "explain",
-            "export", "tokens"]
+#: Each command and its one-line help: ``musiq --help`` lists them without importing any
+#: command module (they import torch: seconds). A command's module is imported only when it
+#: runs or its own ``--help`` is asked for.
+COMMANDS: dict[str, str] = {
+    "score": "score images",
+    "models": "list the official models and where their files are",
+    "download": "download official checkpoints",
+    "evaluate": "compare a model's scores with labels (SRCC, PLCC ...)",
+    "train": "fine-tune on labelled images",
+    "serve": "serve models over HTTP with a web page",
+    "report": "HTML report of a scores file",
+    "explain": "heat map of what drives an image's score",
+    "export": "export a model to ONNX",
+    "tokens": "write an image's tokens (the ONNX model's input)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="musiq", description="MUSIQ image quality scores, exact to the original.")
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line with a 'did you mean' where a name was
+    mistyped, instead of argparse's full usage (20 lines for ``score``)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        message = _with_suggestion(message, self)
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option of a parser and of its loaded subcommands."""
+    out: list[str] = []
+    for action in parser._actions:
+        out += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += [o for a in sub._actions for o in a.option_strings]
+    return out
+
+
+def _with_suggestion(message: str, parser: argparse.ArgumentParser) -> str:
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if choice:
+        return message + did_you_mean(choice.group(1), re.findall(r"'([^']*)'",
+                                                                  choice.group(2)))
+    unknown = re.match(r"unrecognized arguments: (\S+)", message)
+    if unknown and unknown.group(1).startswith("-"):
+        flag = unknown.group(1).split("=", 1)[0]
+        return message + did_you_mean(flag, [o for o in _option_strings(parser)
+                                              if o.startswith("--")])
+    return message
+
+
+def build_parser(commands: "set[str] | None" = None) -> argparse.ArgumentParser:
+    """The parser; ``commands``: the command modules to load (default: all). The others are
+    listed with their one-line help only."""
+    parser = Parser(prog="musiq",
+                    description="MUSIQ image quality scores, exact to the original.",
+                    epilog="'musiq COMMAND --help' describes a command's options.")
     parser.add_argument("--version", action="version", version=f"musiq {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"{__package__}.{name}").register(sub)
-    for p in sub.choices.values():  # descriptions come from docstrings: no RST markup
+    for name, text in COMMANDS.items():
+        if commands is None or name in commands:
+            importlib.import_module(f"{__package__}.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=text, add_help=False)
+    for name in commands if commands is not None else COMMANDS:
+        p = sub.choices[name]  # descriptions come from docstrings: no RST markup
         p.description = plain(p.description)
         for action in p._actions:
             action.help = plain(action.help)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command named on a command line (the first argument that is not an option: the
+    top-level parser has only ``--help`` and ``--version``), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def plain(text: str | None) -> str | None:
@@ -57,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     # File names that are not UTF-8 reach us as surrogates: print their bytes as they are.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_of(argv)
+    parser = build_parser({command} if command in COMMANDS else set())
     args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()

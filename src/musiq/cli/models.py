@@ -6,6 +6,7 @@ import json
 
 from ..errors import CheckpointNotFound
 from ..locate import find_checkpoint
+from ..outputs import output_kind
 from ..registry import ALIASES, REGISTRY
 
 
@@ -13,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the official models and where their files are")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="also look for the files here (default: $MUSIQ_CHECKPOINT_DIR, "
-                        "./musiq_original/checkpoints and the user cache)")
+                        "./musiq_original/checkpoints, the one beside the installation and the "
+                        "user cache)")
     p.add_argument("--format", choices=("table", "json"), default="table",
                    help="table (default) or json (one object per model)")
     p.set_defaults(func=run)
@@ -26,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
             found = str(find_checkpoint(info, args.checkpoint_dir))
         except CheckpointNotFound:
             found = None
-        rng = info.score_range
+        # ImageNet's score is the top-1 probability: the kind's 0-1 (the registry has None).
+        rng = info.score_range or output_kind(info.kind).score_range
         rows.append({"name": info.name, "file": info.relpath, "dataset": info.dataset,
                      "kind": info.kind, "range": list(rng) if rng else None,
                      "url": info.url, "found": found, "description": info.description,

@@ -51,7 +51,7 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("ray engine (--engine ray; pip install 'musiq[ray]')")
+    g = p.add_argument_group("ray engine (--engine ray; the ray extra)")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local (default): this process; ray: Ray Data tasks and actors")
     g.add_argument("--ray-address", metavar="ADDR", default=None,

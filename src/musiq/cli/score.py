@@ -22,14 +22,13 @@ import sys
 import time
 from typing import Iterator
 
-from tqdm import tqdm
-
 from ..errors import MusiqError
 from ..engine.plan import PRECISIONS
 from ..scorer import Prediction
 from .common import add_model_options, load_from_args
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
 from .output import make_writer, open_output, prepare_output, stop_on_sigterm
+from .progress import track
 from .ray_engine import add_ray_options, ray_predictions
 
 MAX_LISTED_FAILURES = 20
@@ -92,30 +91,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _progress(preds: Iterator[Prediction], total: int, show: bool) -> Iterator[Prediction]:
-    bar = tqdm(total=total, unit="img", disable=not show, file=sys.stderr, dynamic_ncols=True,
-               smoothing=0.1)
-    failed = 0
-    try:
-        for p in preds:
-            failed += p.error is not None
-            bar.update(1)
-            if failed:
-                bar.set_postfix(failed=failed, refresh=False)
-            yield p
-    finally:
-        bar.close()
 
 
 def run(args: argparse.Namespace) -> int:
     raw = list(args.images) + list(args.image)
     if args.files_from:
         raw += read_list(args.files_from)
-    found = collect(raw, recursive=args.recursive)
+    found = collect(raw, recursive=args.recursive, uris=args.engine == "ray")
     files = found.files
     problems = [Prediction(source=path, error=reason) for path, reason in found.problems]
+    args.skipped_note = found.skipped_summary()  # said in the summary
     if not files and not problems:
-        hint = "; ".join(found.hints) if found.hints else (
+        hint = "; ".join(found.hints + [args.skipped_note] * bool(args.skipped_note)) or (
             "musiq score IMAGE... --model NAME|PATH")
         print(f"musiq score: no images given ({hint})", file=sys.stderr)
         return 2
@@ -156,6 +143,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
                                    model=scorer.name, score_range=scorer.score_range))
 
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
+    lines = not args.quiet and len(files) > 1  # progress lines when stderr is no terminal
     failed: list[Prediction] = []
     n_failed = scored = 0
     start = time.perf_counter()
@@ -164,7 +152,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
             preds = ray_predictions(scorer, files, args)
         else:
             preds = scorer.predict_many(files, batch_size=args.batch_size)
-        for p in itertools.chain(problems, _progress(preds, len(files), show)):
+        for p in itertools.chain(problems, track(preds, len(files), bar=show, lines=lines)):
             for w in writers:
                 w.write(p)
             if p.error is None:
@@ -182,6 +170,8 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         note = f", {skipped} skipped (already in {args.output})" if skipped else ""
         print(f"musiq score: {scored} scored, {n_failed} failed{note} in {elapsed:.1f} s "
               f"({rate:.2f} images/s)", file=sys.stderr)
+    if not args.quiet and getattr(args, "skipped_note", None):
+        print(f"musiq score: {args.skipped_note}", file=sys.stderr)
     if n_failed:
         total = scored + n_failed
         print(f"musiq score: {n_failed} of {total} image(s) failed", file=sys.stderr)

@@ -127,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         from ..serve.app import create_app
         from ..serve.server import build_server
     except ImportError as e:
-        raise MusiqError(f"musiq serve needs the 'serve' extra ({e.name} is missing): "
-                         "pip install 'musiq[serve]'") from None
+        from ..extras import needs
+        raise MusiqError(needs(f"musiq serve ({e.name} is missing)", "serve")) from None
     config = config_from_args(args)
     if args.engine == "ray":
         from ..serve.ray_engine import run_from_args

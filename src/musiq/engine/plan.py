@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from ..decode import DEFAULT_MAX_PIXELS
 from ..errors import MusiqError
@@ -25,8 +26,9 @@ from ..preprocessor import Preprocessor
 __all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_tokens",
            "exact_fp32", "make_plan", "resolve_device"]
 
-#: Precisions a forward pass can run in; fp32 is the exact one.
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Precisions a forward pass can run in (name -> torch dtype name); fp32 is the exact one.
+#: (Names, not dtypes: the CLI lists them without importing torch.)
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: What runs the network: torch itself, or the exported graph in ONNX Runtime (CPU, fp32).
 RUNTIMES = ("torch", "onnxruntime")
 #: Pixels per token at the native scale of a 32-pixel patch: the per-image token bound's
@@ -34,8 +36,9 @@ RUNTIMES = ("torch", "onnxruntime")
 TOKEN_PIXELS = 3072
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: "str | torch.device | None") -> "torch.device":
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available)."""
+    import torch
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -91,7 +94,7 @@ class ScorerOptions:
     max_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.device, torch.device):
+        if self.device is not None and not isinstance(self.device, str):  # a torch.device
             object.__setattr__(self, "device", str(self.device))
         _check_choice("preprocess", self.preprocess, ("auto", *TOKEN_BACKENDS))
         _check_choice("precision", self.precision, tuple(PRECISIONS))
@@ -148,16 +151,18 @@ class Plan:
     compile: bool = False
 
     @property
-    def torch_device(self) -> torch.device:
+    def torch_device(self) -> "torch.device":
+        import torch
         return torch.device(self.device)
 
     @property
     def on_cuda(self) -> bool:
-        return self.torch_device.type == "cuda"
+        return self.device.startswith("cuda")
 
     @property
-    def dtype(self) -> torch.dtype:
-        return PRECISIONS[self.precision]
+    def dtype(self) -> "torch.dtype":
+        import torch
+        return getattr(torch, PRECISIONS[self.precision])
 
     @property
     def tokens_on(self) -> str:
@@ -177,6 +182,7 @@ class Plan:
     def apply_threads(self) -> None:
         """Set the model's CPU threads (the one place a run sets them)."""
         if self.threads:
+            import torch
             torch.set_num_threads(self.threads)
 
     def describe(self) -> dict:
@@ -218,9 +224,10 @@ def make_plan(options: ScorerOptions, arch) -> Plan:
 
 
 @contextlib.contextmanager
-def exact_fp32(device: torch.device | str | None = None) -> Iterator[None]:
+def exact_fp32(device: "torch.device | str | None" = None) -> Iterator[None]:
     """No TF32 on CUDA inside the block: cuDNN's default TF32 convolutions move logits by
     ~3e-4. Every fp32 forward pass (scoring, validation, explain) runs inside it."""
+    import torch
     if not torch.cuda.is_available() or (device is not None
                                          and torch.device(device).type != "cuda"):
         yield

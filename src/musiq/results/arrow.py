@@ -5,7 +5,7 @@ The columns are the JSON rows' keys (:func:`musiq.results.columns.json_keys`): `
 (list<float64>, the model's float32 logits exactly), plus ``distribution`` (list<float64>,
 10 probabilities) and ``std`` for AVA-like heads or ``top5`` (list of ``class``/
 ``probability``/``logit``) for ImageNet-like heads. The schema depends only on the kind.
-Needs pyarrow (``pip install musiq[parquet]``).
+Needs pyarrow (the ``parquet`` extra).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def require_pyarrow() -> Any:
     try:
         import pyarrow
     except ImportError:  # pragma: no cover - pyarrow is in the dev extra
-        raise MusiqError("Parquet output needs pyarrow: pip install 'musiq[parquet]'") from None
+        from ..extras import needs
+        raise MusiqError(needs("Parquet output", "parquet")) from None
     return pyarrow
 
 

@@ -2,7 +2,7 @@
 
 Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart)::
 
-    pip install 'musiq[serve]'
+    bash scripts/setup.sh            # from a checkout: every extra
     musiq serve --model koniq --host 127.0.0.1 --port 8000
 
 Layout: ``config`` (limits) -> ``uploads`` / ``limits`` / ``auth`` (taking a request) ->

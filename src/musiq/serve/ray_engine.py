@@ -90,8 +90,9 @@ def run(spec: ReplicaSpec, *, port: int, address: str | None, replicas: int, cpu
         import ray
         from ray import serve
     except ImportError as e:
-        raise MusiqError(f"musiq serve --engine ray needs Ray Serve ({e.name} is missing): "
-                         "pip install 'musiq[serve-ray]'") from None
+        from ..extras import needs
+        raise MusiqError(f"{needs('musiq serve --engine ray', 'serve-ray')} "
+                         f"({e.name} is missing)") from None
     if replicas < 1:
         raise MusiqError("--replicas must be >= 1")
     own_cluster = address is None

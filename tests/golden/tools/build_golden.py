@@ -11,7 +11,7 @@ The full folder is 66 MB; the repository keeps what the tests need in ~5 MB:
   to the CLS row and 16 token rows spread over the sequence (every block still depends on
   every token through attention) and to the stem maps of the first 2 patches.
 
-    python tests/golden/tools/build_golden.py ../shared/golden tests/golden
+    python tests/golden/tools/build_golden.py FULL_SET_DIR tests/golden
 """
 from __future__ import annotations
 
