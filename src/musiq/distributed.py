@@ -4,9 +4,10 @@
     >>> ds = md.score_dataset("s3://bucket/photos/**.jpg", "koniq", concurrency=4, num_gpus=1)
     >>> ds.write_parquet("s3://bucket/scores/")
 
-The stages: raw bytes are read (``read_binary_files(..., include_paths=True)``, or a Parquet
-dataset / a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns); CPU tasks decode them
-with :meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
+The stages: CPU tasks read each file by path with the local engine's checks
+(:func:`musiq.reading.read_source`: regular files only, size bound before reading), or take
+the ``bytes`` and ``path`` columns of a Parquet dataset / ``ray.data.Dataset`` (checked by
+:func:`musiq.reading.bytes_value`), and decode them with :meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
 and pass uint8 pixels on (``pixels`` flattened + ``height``/``width``), never float tokens;
 an actor pool (``map_batches`` with a callable class) tokenises and scores them with the
 :class:`~musiq.scorer.Scorer`'s own batching (length-sorted within each Ray batch). The
@@ -25,8 +26,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from .architecture import Architecture
+from .decode import DEFAULT_MAX_PIXELS, max_file_bytes
 from .errors import ImageError, MusiqError
 from .preprocessor import Preprocessor
+from .reading import bytes_value, is_uri, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
 from .tables import arrow_schema, predictions_table
 
@@ -55,10 +58,6 @@ def _ray() -> Any:
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def _is_uri(p: str) -> bool:
-    return "://" in p
-
-
 def _expand_remote(pattern: str) -> list[str]:
     """Files matching a glob in a pyarrow filesystem URI (``s3://b/x/*.jpg``; ``**``
     descends into subfolders)."""
@@ -75,25 +74,38 @@ def _expand_remote(pattern: str) -> list[str]:
                   and fnmatch.fnmatch(i.path.lstrip("/"), want.replace("**/", "*")))
 
 
-def _local_files(p: str) -> list[str]:
-    import glob as globlib
-    if os.path.isdir(p):
-        return sorted(os.path.join(r, f) for r, _, fs in os.walk(p) for f in fs)
-    if not os.path.exists(p) and globlib.has_magic(p):
-        return sorted(m for m in globlib.glob(p, recursive=True) if os.path.isfile(m))
-    return [p]
+def _file_rows(items: list[str], recursive: bool) -> list[dict]:
+    """``{"path", "error"}`` rows for paths, folders, globs and URIs, expanded as the CLI
+    expands them (:func:`musiq.cli.inputs.collect`: folders give their image files, only
+    with ``recursive`` those of subfolders); what cannot be listed has its ``error``."""
+    # An upward import until issue 17's layout gives the listing a home below the CLI.
+    from .cli.inputs import collect
+    rows: list[dict] = []
+    local: list[str] = []
+    for s in items:
+        if not is_uri(s):
+            local.append(s[len("file://"):] if s.startswith("file://") else s)
+        elif any(c in s for c in "*?["):
+            found = _expand_remote(s)
+            rows += [{"path": f, "error": None} for f in found] or \
+                [{"path": s, "error": "no file matches this pattern"}]
+        else:
+            rows.append({"path": s, "error": None})
+    listed = collect(local, recursive=recursive)
+    rows += [{"path": f, "error": None} for f in listed.files]
+    rows += [{"path": f, "error": why} for f, why in listed.problems]
+    return rows
 
 
-def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "path"),
-                missing: list[str] | None = None) -> Any:
-    """A ``ray.data.Dataset`` of ``bytes`` and ``path`` from any accepted ``source``.
+def _source_items(source: Any) -> list[str]:
+    items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
+        [os.fspath(s) for s in source]
+    return [os.fsdecode(s) if isinstance(s, bytes) else s for s in items]
 
-    ``source``: a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns (returned as is);
-    a path, folder, glob or pyarrow filesystem URI (``s3://``, ``gs://``, ``hdfs://``), or a
-    list of them; a ``.parquet`` file or folder (a Parquet dataset) holding image bytes and a
-    path column (``parquet_columns``: their names). Local paths that do not exist are not
-    read: they are appended to ``missing`` (so the caller can give them error rows).
-    """
+
+def _table_source(source: Any, items: list[str] | None,
+                  parquet_columns: tuple[str, str]) -> Any:
+    """A ``bytes``/``path`` Dataset for a Dataset or Parquet source; None for files."""
     ray = _ray()
     if isinstance(source, ray.data.Dataset):
         names = source.schema().names
@@ -101,67 +113,108 @@ def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "pa
             raise MusiqError(f"a Dataset source needs 'bytes' and 'path' columns, has "
                              f"{', '.join(names)}")
         return source.select_columns(["bytes", "path"])
-    items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
-        [os.fspath(s) for s in source]
-    if not items:
-        raise MusiqError("no inputs given")
-    parquet = [s for s in items if s.rstrip("/").endswith(".parquet")]
-    if parquet:
-        if len(parquet) != len(items):
-            raise MusiqError("give either Parquet datasets or image files, not both")
-        data_col, path_col = parquet_columns
-        ds = ray.data.read_parquet(parquet, columns=[data_col, path_col])
-        if (data_col, path_col) != ("bytes", "path"):
-            ds = ds.rename_columns({data_col: "bytes", path_col: "path"})
-        return ds
-    files: list[str] = []
-    for s in items:
-        if _is_uri(s) and not s.startswith("file://"):
-            files += _expand_remote(s) if any(c in s for c in "*?[") else [s]
-        else:
-            for f in _local_files(s[len("file://"):] if s.startswith("file://") else s):
-                if os.path.isfile(f):
-                    files.append(f)
-                elif missing is not None:
-                    missing.append(f)
-                else:
-                    raise MusiqError(f"{f}: no such file")
-    if not files:
+    parquet = [s for s in items or [] if s.rstrip("/").endswith(".parquet")]
+    if not parquet:
         return None
-    # Paths are passed as given; Ray reports them back absolute for local files, so the
-    # original spelling is restored after the read (every path comes back as given).
-    return ray.data.read_binary_files(files, include_paths=True, ignore_missing_paths=False)
+    if len(parquet) != len(items or []):
+        raise MusiqError("give either Parquet datasets or image files, not both")
+    data_col, path_col = parquet_columns
+    ds = ray.data.read_parquet(parquet, columns=[data_col, path_col])
+    if (data_col, path_col) != ("bytes", "path"):
+        ds = ds.rename_columns({data_col: "bytes", path_col: "path"})
+    return ds
+
+
+def _read_batch(batch: Any, max_bytes: int | None) -> Any:
+    """Rows of ``path`` (and ``error``) to ``path``/``bytes``/``error``, each file read by
+    :func:`musiq.reading.read_source` (its checks; a refusal fills ``error``)."""
+    import pyarrow as pa
+    paths = batch.column("path").to_pylist()
+    errors = batch.column("error").to_pylist()
+    data: list[bytes | None] = []
+    for i, (path, err) in enumerate(zip(paths, errors)):
+        raw = None
+        if err is None:
+            try:
+                raw = read_source(path, max_bytes)
+            except ImageError as e:
+                errors[i] = e.reason
+        data.append(raw)
+    return pa.table({"path": pa.array(paths, pa.string()),
+                     "bytes": pa.array(data, pa.large_binary()),
+                     "error": pa.array(errors, pa.string())})
+
+
+def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "path"),
+                missing: list[str] | None = None, recursive: bool = False,
+                max_bytes: int | None = max_file_bytes(DEFAULT_MAX_PIXELS)) -> Any:
+    """A ``ray.data.Dataset`` of ``bytes`` and ``path`` from any accepted ``source``.
+
+    ``source``: a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns (returned as is);
+    a path, folder, glob or pyarrow filesystem URI (``s3://``, ``gs://``, ``hdfs://``), or a
+    list of them; a ``.parquet`` file or folder (a Parquet dataset) holding image bytes and a
+    path column (``parquet_columns``: their names). Folders and globs are expanded as the
+    CLI expands them (image suffixes only; subfolders only with ``recursive``). Files are read
+    with the local engine's checks (:func:`musiq.reading.read_source`: regular files of at
+    most ``max_bytes`` bytes); for files the Dataset has an ``error`` column too, with the
+    reason a file was not read (its ``bytes`` null). Local paths that do not exist are
+    appended to ``missing`` when it is given (so the caller can give them error rows).
+    """
+    ray = _ray()
+    items = None if isinstance(source, ray.data.Dataset) else _source_items(source)
+    if items is not None and not items:
+        raise MusiqError("no inputs given")
+    table = _table_source(source, items, parquet_columns)
+    if table is not None:
+        return table
+    rows = _file_rows(items or [], recursive)
+    if missing is not None:
+        gone = [r for r in rows if r["error"] is None and not is_uri(r["path"])
+                and not os.path.lexists(r["path"])]
+        missing += [r["path"] for r in gone]
+        rows = [r for r in rows if r not in gone]
+    if not rows:
+        return None
+    return ray.data.from_items(rows).map_batches(
+        _read_batch, fn_kwargs={"max_bytes": max_bytes}, batch_format="pyarrow")
 
 
 # -- the CPU decode stage ------------------------------------------------------------------------
-def _decode_batch(batch: dict, preprocessor: Preprocessor) -> dict:
-    """Decode a batch of raw files to flattened uint8 pixels (errors become strings)."""
-    out: dict[str, list] = {c: [] for c in _PIXEL_COLUMNS}
-    for data, path in zip(batch["bytes"], batch["path"]):
-        pixels, h, w, err = b"", 0, 0, None
-        try:
-            if data is None:
-                raise ImageError(str(path), "no such file")
-            rgb = preprocessor.pixels(bytes(data))
-            h, w = rgb.shape[:2]
-            pixels = rgb.tobytes()
-        except ImageError as e:
-            err = e.reason
-        except MemoryError:
-            err = "out of memory while decoding"
-        except Exception as e:  # one odd file never stops a run over millions
-            err = f"{type(e).__name__}: {e}"
-        out["path"].append(str(path))
-        out["pixels"].append(pixels)
-        out["height"].append(h)
-        out["width"].append(w)
-        out["error"].append(err)
+def _decode_one(path: Any, data: Any, has_bytes: bool, preprocessor: Preprocessor,
+                max_bytes: int | None) -> tuple[str, bytes, int, int, str | None]:
+    """One row to ``(path, pixels, height, width, error)``; never raises."""
+    source = path_value(path)
+    try:
+        raw = (bytes_value(data, source, max_bytes) if has_bytes
+               else read_source(source, max_bytes))
+        rgb = preprocessor.pixels(raw)
+        return source, rgb.tobytes(), rgb.shape[0], rgb.shape[1], None
+    except ImageError as e:
+        return source, b"", 0, 0, e.reason
+    except MemoryError:
+        return source, b"", 0, 0, "out of memory while decoding"
+    except Exception as e:  # one odd file never stops a run over millions
+        return source, b"", 0, 0, f"{type(e).__name__}: {e}"
+
+
+def _decode_batch(batch: Any, preprocessor: Preprocessor, max_bytes: int | None) -> Any:
+    """Decode a batch to flattened uint8 pixels (errors become strings). Rows hold ``path``
+    and either ``bytes`` (checked by :func:`musiq.reading.bytes_value`) or nothing more (the
+    file is read here, by :func:`musiq.reading.read_source`), and maybe an ``error``."""
     import pyarrow as pa
-    return pa.table({"path": pa.array(out["path"], pa.string()),
-                     "pixels": pa.array(out["pixels"], pa.large_binary()),
-                     "height": pa.array(out["height"], pa.int32()),
-                     "width": pa.array(out["width"], pa.int32()),
-                     "error": pa.array(out["error"], pa.string())})
+    names = batch.column_names
+    paths = batch.column("path").to_pylist()
+    has_bytes = "bytes" in names
+    data = batch.column("bytes").to_pylist() if has_bytes else [None] * len(paths)
+    errors = batch.column("error").to_pylist() if "error" in names else [None] * len(paths)
+    out = []
+    for path, raw, err in zip(paths, data, errors):
+        out.append((path_value(path), b"", 0, 0, err) if err is not None else
+                   _decode_one(path, raw, has_bytes, preprocessor, max_bytes))
+    cols = list(zip(*out)) if out else [[]] * len(_PIXEL_COLUMNS)
+    types = (pa.string(), pa.large_binary(), pa.int32(), pa.int32(), pa.string())
+    return pa.table({name: pa.array(list(col), t)
+                     for name, col, t in zip(_PIXEL_COLUMNS, cols, types)})
 
 
 # -- the model actors ------------------------------------------------------------------------------
@@ -230,11 +283,23 @@ def _pool(concurrency: int | tuple[int, int]) -> Any:
     return ActorPoolStrategy(size=concurrency)
 
 
-def _restore_paths(batch: Any, given: dict) -> Any:
-    import pyarrow as pa
-    paths = [given.get(p, p) for p in batch.column("path").to_pylist()]
-    return batch.set_column(batch.schema.get_field_index("path"), "path",
-                            pa.array(paths, pa.string()))
+def _inputs(source: Any, skip: set[str], recursive: bool,
+            parquet_columns: tuple[str, str]) -> Any:
+    """The rows the decode stage reads: a ``bytes``/``path`` table, or ``path``/``error``
+    rows of files (read in the decode tasks); ``skip``: normalised paths left out."""
+    ray = _ray()
+    items = None if isinstance(source, ray.data.Dataset) else _source_items(source)
+    if items == []:
+        return None
+    table = _table_source(source, items, parquet_columns)
+    if table is not None:
+        if skip:
+            table = table.filter(lambda r: r["path"] is None
+                                 or os.path.normpath(str(r["path"])) not in skip)
+        return table
+    rows = [r for r in _file_rows(items or [], recursive)
+            if os.path.normpath(r["path"]) not in skip]
+    return ray.data.from_items(rows) if rows else None
 
 
 def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
@@ -244,11 +309,14 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
                   threads: int | None = None, skip_paths: Iterable[str] = (),
                   checkpoint_dir: str | os.PathLike | None = None, offline: bool | None = None,
                   options: ScorerOptions | None = None,
-                  parquet_columns: tuple[str, str] = ("bytes", "path")) -> Any:
+                  parquet_columns: tuple[str, str] = ("bytes", "path"),
+                  recursive: bool = False) -> Any:
     """Score every image of ``source`` on Ray Data; one result row per input.
 
     ``source``: see :func:`read_images` (paths, folders, globs, filesystem URIs, a Parquet
-    dataset of ``bytes``/``path``, or a ``ray.data.Dataset``). ``model``: a registry name, a
+    dataset of ``bytes``/``path``, or a ``ray.data.Dataset``); folders and globs are
+    expanded as the CLI expands them (image suffixes; subfolders only with ``recursive``)
+    and every file is read with the local engine's checks (:mod:`musiq.reading`). ``model``: a registry name, a
     ``.npz`` path or a loaded :class:`Scorer` (loaded once here; the weights reach each actor
     once through the object store). ``concurrency``: model actors (an int or a ``(min,
     max)`` autoscaling range); ``num_gpus``/``num_cpus``: resources per actor (fractions
@@ -280,6 +348,24 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")
     payload = ray.put(ModelPayload.of(scorer, options))
+    _warn_if_cpus_taken(ray, concurrency, num_cpus, num_gpus)
+    raw = _inputs(source, {os.path.normpath(p) for p in skip_paths}, recursive,
+                  parquet_columns)
+    if raw is None:
+        return ray.data.from_arrow(arrow_schema(kind).empty_table())
+    pixels = raw.map_batches(_decode_batch, fn_kwargs={
+        "preprocessor": preprocessor, "max_bytes": max_file_bytes(options.max_pixels)},
+        batch_size=decode_batch_size, batch_format="pyarrow", num_cpus=decode_num_cpus)
+    return pixels.map_batches(
+        _ModelActor, fn_constructor_kwargs={
+            "payload": payload, "batch_size": model_batch_size,
+            "threads": threads or max(1, int(round(num_cpus)))},
+        batch_size=batch_size, batch_format="pyarrow", compute=_pool(concurrency),
+        num_gpus=num_gpus, num_cpus=num_cpus)
+
+
+def _warn_if_cpus_taken(ray: Any, concurrency: int | tuple[int, int], num_cpus: float,
+                        num_gpus: float) -> None:
     cpus = ray.cluster_resources().get("CPU", 0)
     if not num_gpus and isinstance(concurrency, int) and concurrency * num_cpus >= cpus > 0:
         # CPU actors are fused with the decode stage and the read tasks need a CPU of their
@@ -287,46 +373,4 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
         import warnings
         warnings.warn(f"{concurrency} model actors x {num_cpus} CPUs take all {cpus:g} CPUs "
                       "of the cluster: the read tasks may never run; lower num_cpus "
-                      "(--ray-actor-cpus)", RuntimeWarning, stacklevel=2)
-
-    skip = {os.path.normpath(p) for p in skip_paths}
-    missing: list[str] = []
-    given: dict[str, str] = {}
-    if not isinstance(source, ray.data.Dataset):
-        items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
-            [os.fspath(s) for s in source]
-        if skip:
-            items = [s for s in items if os.path.normpath(s) not in skip]
-        # Ray reports local paths absolute; results name them as the caller did.
-        given = {os.path.abspath(s): s for s in items if not _is_uri(s) and os.path.isfile(s)}
-        source = items
-    if isinstance(source, list) and not source:
-        raw = None
-    else:
-        raw = read_images(source, parquet_columns=parquet_columns, missing=missing)
-    missing = [m for m in missing if os.path.normpath(m) not in skip]
-    schema = arrow_schema(kind)
-    parts = []
-    if raw is not None:
-        if skip and not given:
-            raw = raw.filter(lambda r: os.path.normpath(r["path"]) not in skip)
-        pixels = raw.map_batches(_decode_batch, fn_kwargs={"preprocessor": preprocessor},
-                                 batch_size=decode_batch_size, batch_format="pyarrow",
-                                 num_cpus=decode_num_cpus)
-        scored = pixels.map_batches(
-            _ModelActor, fn_constructor_kwargs={
-                "payload": payload, "batch_size": model_batch_size,
-                "threads": threads or max(1, int(round(num_cpus)))},
-            batch_size=batch_size, batch_format="pyarrow", compute=_pool(concurrency),
-            num_gpus=num_gpus, num_cpus=num_cpus)
-        if given:
-            scored = scored.map_batches(_restore_paths, fn_kwargs={"given": given},
-                                        batch_format="pyarrow", batch_size=None)
-        parts.append(scored)
-    if missing:
-        from .scorer import Prediction
-        parts.append(ray.data.from_arrow(predictions_table(
-            [Prediction(source=m, error="no such file") for m in missing], kind)))
-    if not parts:
-        return ray.data.from_arrow(schema.empty_table())
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+                      "(--ray-actor-cpus)", RuntimeWarning, stacklevel=3)
