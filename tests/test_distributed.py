@@ -243,3 +243,16 @@ def test_reading_checks_without_ray(hostile_folder):
     with pytest.raises(ImageError, match="11 bytes, above the limit of 10"):
         bytes_value(b"x" * 11, "b.jpg", 10)
     assert bytes_value(memoryview(b"abc"), "m.jpg", 10) == b"abc"
+
+
+def test_uri_folders_and_globs_are_listed_as_the_cli_lists_folders(hostile_folder):
+    from musiq.distributed_inputs import _expand_remote, _remote_folder, _uri_rows
+    d = hostile_folder
+    uri = f"file://{d}"
+    names = {Path(p).name for p in _remote_folder(uri, False)}
+    assert names == set(IMAGES[:3] + ["huge.jpg"])  # loop/FIFO are not files to pyarrow
+    assert {Path(p).name for p in _remote_folder(uri + "/", True)} == names | {IMAGES[3]}
+    assert _remote_folder(f"{uri}/x.jpg", False) == [f"{uri}/x.jpg"]  # not looked up
+    assert {Path(p).name for p in _expand_remote(f"{uri}/**/*")} == names | {IMAGES[3]}
+    assert _uri_rows(f"{uri}/*.png", False) == [
+        {"path": f"{uri}/*.png", "error": "no file matches this pattern"}]

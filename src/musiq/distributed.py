@@ -18,7 +18,6 @@ Needs Ray Data (``pip install 'musiq[ray]'``).
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -26,10 +25,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from .architecture import Architecture
-from .decode import DEFAULT_MAX_PIXELS, max_file_bytes
+from .decode import max_file_bytes
+from .distributed_inputs import _ray, ray_available, read_images
+from .distributed_inputs import inputs as _inputs
 from .errors import ImageError, MusiqError
 from .preprocessor import Preprocessor
-from .reading import bytes_value, is_uri, path_value, read_source
+from .reading import bytes_value, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
 from .tables import arrow_schema, predictions_table
 
@@ -37,146 +38,6 @@ __all__ = ["score_dataset", "read_images", "ModelPayload", "ray_available"]
 
 # Columns between the decode stage and the model actors.
 _PIXEL_COLUMNS = ("path", "pixels", "height", "width", "error")
-
-
-def ray_available() -> bool:
-    """True when Ray Data can be imported."""
-    try:
-        import ray.data  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise MusiqError("the Ray engine needs Ray Data: pip install 'musiq[ray]'") from None
-    return ray
-
-
-# -- inputs ----------------------------------------------------------------------------------
-def _expand_remote(pattern: str) -> list[str]:
-    """Files matching a glob in a pyarrow filesystem URI (``s3://b/x/*.jpg``; ``**``
-    descends into subfolders)."""
-    import pyarrow.fs as pafs
-    scheme, rest = pattern.split("://", 1)
-    static = rest[:min(rest.index(c) for c in "*?[" if c in rest)].rsplit("/", 1)[0]
-    fs, root = pafs.FileSystem.from_uri(f"{scheme}://{static}")
-    # Filesystems report paths without the scheme: match the pattern's path part.
-    prefix = rest[:len(rest) - len(rest.lstrip("/"))]
-    want = rest.lstrip("/")
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive="**" in rest))
-    return sorted(f"{scheme}://{prefix}{i.path.lstrip('/')}" for i in infos
-                  if i.type == pafs.FileType.File
-                  and fnmatch.fnmatch(i.path.lstrip("/"), want.replace("**/", "*")))
-
-
-def _file_rows(items: list[str], recursive: bool) -> list[dict]:
-    """``{"path", "error"}`` rows for paths, folders, globs and URIs, expanded as the CLI
-    expands them (:func:`musiq.cli.inputs.collect`: folders give their image files, only
-    with ``recursive`` those of subfolders); what cannot be listed has its ``error``."""
-    # An upward import until issue 17's layout gives the listing a home below the CLI.
-    from .cli.inputs import collect
-    rows: list[dict] = []
-    local: list[str] = []
-    for s in items:
-        if not is_uri(s):
-            local.append(s[len("file://"):] if s.startswith("file://") else s)
-        elif any(c in s for c in "*?["):
-            found = _expand_remote(s)
-            rows += [{"path": f, "error": None} for f in found] or \
-                [{"path": s, "error": "no file matches this pattern"}]
-        else:
-            rows.append({"path": s, "error": None})
-    listed = collect(local, recursive=recursive)
-    rows += [{"path": f, "error": None} for f in listed.files]
-    rows += [{"path": f, "error": why} for f, why in listed.problems]
-    return rows
-
-
-def _source_items(source: Any) -> list[str]:
-    items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
-        [os.fspath(s) for s in source]
-    return [os.fsdecode(s) if isinstance(s, bytes) else s for s in items]
-
-
-def _table_source(source: Any, items: list[str] | None,
-                  parquet_columns: tuple[str, str]) -> Any:
-    """A ``bytes``/``path`` Dataset for a Dataset or Parquet source; None for files."""
-    ray = _ray()
-    if isinstance(source, ray.data.Dataset):
-        names = source.schema().names
-        if "bytes" not in names or "path" not in names:
-            raise MusiqError(f"a Dataset source needs 'bytes' and 'path' columns, has "
-                             f"{', '.join(names)}")
-        return source.select_columns(["bytes", "path"])
-    parquet = [s for s in items or [] if s.rstrip("/").endswith(".parquet")]
-    if not parquet:
-        return None
-    if len(parquet) != len(items or []):
-        raise MusiqError("give either Parquet datasets or image files, not both")
-    data_col, path_col = parquet_columns
-    ds = ray.data.read_parquet(parquet, columns=[data_col, path_col])
-    if (data_col, path_col) != ("bytes", "path"):
-        ds = ds.rename_columns({data_col: "bytes", path_col: "path"})
-    return ds
-
-
-def _read_batch(batch: Any, max_bytes: int | None) -> Any:
-    """Rows of ``path`` (and ``error``) to ``path``/``bytes``/``error``, each file read by
-    :func:`musiq.reading.read_source` (its checks; a refusal fills ``error``)."""
-    import pyarrow as pa
-    paths = batch.column("path").to_pylist()
-    errors = batch.column("error").to_pylist()
-    data: list[bytes | None] = []
-    for i, (path, err) in enumerate(zip(paths, errors)):
-        raw = None
-        if err is None:
-            try:
-                raw = read_source(path, max_bytes)
-            except ImageError as e:
-                errors[i] = e.reason
-        data.append(raw)
-    return pa.table({"path": pa.array(paths, pa.string()),
-                     "bytes": pa.array(data, pa.large_binary()),
-                     "error": pa.array(errors, pa.string())})
-
-
-def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "path"),
-                missing: list[str] | None = None, recursive: bool = False,
-                max_bytes: int | None = max_file_bytes(DEFAULT_MAX_PIXELS)) -> Any:
-    """A ``ray.data.Dataset`` of ``bytes`` and ``path`` from any accepted ``source``.
-
-    ``source``: a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns (returned as is);
-    a path, folder, glob or pyarrow filesystem URI (``s3://``, ``gs://``, ``hdfs://``), or a
-    list of them; a ``.parquet`` file or folder (a Parquet dataset) holding image bytes and a
-    path column (``parquet_columns``: their names). Folders and globs are expanded as the
-    CLI expands them (image suffixes only; subfolders only with ``recursive``). Files are read
-    with the local engine's checks (:func:`musiq.reading.read_source`: regular files of at
-    most ``max_bytes`` bytes); for files the Dataset has an ``error`` column too, with the
-    reason a file was not read (its ``bytes`` null). Local paths that do not exist are
-    appended to ``missing`` when it is given (so the caller can give them error rows).
-    """
-    ray = _ray()
-    items = None if isinstance(source, ray.data.Dataset) else _source_items(source)
-    if items is not None and not items:
-        raise MusiqError("no inputs given")
-    table = _table_source(source, items, parquet_columns)
-    if table is not None:
-        return table
-    rows = _file_rows(items or [], recursive)
-    if missing is not None:
-        gone = [r for r in rows if r["error"] is None and not is_uri(r["path"])
-                and not os.path.lexists(r["path"])]
-        missing += [r["path"] for r in gone]
-        rows = [r for r in rows if r not in gone]
-    if not rows:
-        return None
-    return ray.data.from_items(rows).map_batches(
-        _read_batch, fn_kwargs={"max_bytes": max_bytes}, batch_format="pyarrow")
 
 
 # -- the CPU decode stage ------------------------------------------------------------------------
@@ -281,25 +142,6 @@ def _pool(concurrency: int | tuple[int, int]) -> Any:
     if concurrency < 1:
         raise MusiqError(f"concurrency must be positive, not {concurrency}")
     return ActorPoolStrategy(size=concurrency)
-
-
-def _inputs(source: Any, skip: set[str], recursive: bool,
-            parquet_columns: tuple[str, str]) -> Any:
-    """The rows the decode stage reads: a ``bytes``/``path`` table, or ``path``/``error``
-    rows of files (read in the decode tasks); ``skip``: normalised paths left out."""
-    ray = _ray()
-    items = None if isinstance(source, ray.data.Dataset) else _source_items(source)
-    if items == []:
-        return None
-    table = _table_source(source, items, parquet_columns)
-    if table is not None:
-        if skip:
-            table = table.filter(lambda r: r["path"] is None
-                                 or os.path.normpath(str(r["path"])) not in skip)
-        return table
-    rows = [r for r in _file_rows(items or [], recursive)
-            if os.path.normpath(r["path"]) not in skip]
-    return ray.data.from_items(rows) if rows else None
 
 
 def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
