@@ -170,3 +170,89 @@ def test_local_engine_parquet_output_and_resume(ckpt_10class, scorer_10class, in
     check_against_local(t.to_pylist(), scorer_10class, inputs)
     r = subprocess.run(MUSIQ + inputs[:1] + common, capture_output=True, text=True)
     assert r.returncode != 0 and "exists" in r.stderr
+
+
+# -- the local engine's file checks on the Ray engine (issue 18 item 5) ----------------------------
+@pytest.fixture(scope="module")
+def hostile_folder(tmp_path_factory) -> Path:
+    """Three good images beside a 3 GB sparse .jpg (no disk used), a FIFO, a symlink loop, a
+    text file and an image in a subfolder."""
+    d = tmp_path_factory.mktemp("ray_hostile")
+    for name in IMAGES[:3]:
+        shutil.copy(GOLDEN / "images" / name, d / name)
+    with open(d / "huge.jpg", "wb") as f:
+        f.truncate(3 * 2**30)
+    os.mkfifo(d / "pipe.jpg")
+    os.symlink(d / "loop.jpg", d / "loop.jpg")
+    (d / "notes.txt").write_text("not an image")
+    (d / "sub").mkdir()
+    shutil.copy(GOLDEN / "images" / IMAGES[3], d / "sub" / IMAGES[3])
+    return d
+
+
+def test_folder_gets_the_local_engines_file_checks(local_ray, scorer_1class, hostile_folder):
+    from musiq.distributed import score_dataset
+    d = hostile_folder
+    rows = score_dataset(str(d), scorer_1class, decode_batch_size=2).take_all()
+    by_name = {Path(r["path"]).name: r for r in rows}
+    # The CLI's folder expansion: image suffixes only, no subfolders unless asked.
+    assert sorted(by_name) == sorted(IMAGES[:3] + ["huge.jpg", "pipe.jpg", "loop.jpg"])
+    check_against_local([r for r in rows if Path(r["path"]).name in IMAGES[:3]],
+                        scorer_1class, [str(d / n) for n in IMAGES[:3]])
+    # Refused from its size before a byte is read (reading 3 GB took minutes before).
+    assert "3,221,225,472 bytes, above the limit" in by_name["huge.jpg"]["error"]
+    assert "FIFO" in by_name["pipe.jpg"]["error"]
+    assert "symbolic links" in by_name["loop.jpg"]["error"]
+    deep = score_dataset(str(d), scorer_1class, recursive=True, skip_paths=[
+        str(d / n) for n in IMAGES[:3] + ["huge.jpg", "pipe.jpg", "loop.jpg"]]).take_all()
+    assert [Path(r["path"]).name for r in deep] == [IMAGES[3]] and deep[0]["error"] is None
+
+
+def test_bytes_and_path_values_that_are_not_bytes_get_clear_errors(local_ray, scorer_1class):
+    import pyarrow as pa
+
+    from musiq.distributed import score_dataset
+    from musiq.reading import NULL_PATH
+    good = str(GOLDEN / "images" / IMAGES[0])
+    data = Path(good).read_bytes()
+    src = ray.data.from_arrow(pa.table({
+        "path": pa.array([good, "null.jpg", None], pa.string()),
+        "bytes": pa.array([data, None, data], pa.binary())}))
+    rows = score_dataset(src, scorer_1class, decode_batch_size=2).take_all()
+    errors = {r["path"]: r["error"] for r in rows}
+    assert len(rows) == 3 and errors[good] is None
+    assert errors["null.jpg"] == "the row's 'bytes' is null: no image data"
+    assert errors[NULL_PATH] == "the row's 'path' is null: every row needs a path"
+    # A number in the bytes column is refused by its type, never made 2 GB of zeros.
+    src = ray.data.from_arrow(pa.table({"path": ["int.jpg"], "bytes": [2_000_000_000]}))
+    rows = score_dataset(src, scorer_1class).take_all()
+    assert rows[0]["error"] == "the row's 'bytes' is int, not bytes (encoded image data)"
+
+
+def test_reading_checks_without_ray(hostile_folder):
+    from musiq.errors import ImageError
+    from musiq.reading import bytes_value, read_source
+    d = hostile_folder
+    assert read_source(f"file://{d / IMAGES[0]}", 10**6) == (d / IMAGES[0]).read_bytes()
+    for name, reason in (("huge.jpg", "above the limit"), ("pipe.jpg", "FIFO"),
+                         ("loop.jpg", "symbolic links"), ("gone.jpg", "no such file")):
+        with pytest.raises(ImageError, match=reason):
+            read_source(str(d / name), 10**6)
+    with pytest.raises(ImageError, match="is str, not bytes"):
+        bytes_value("text", "t.jpg", None)
+    with pytest.raises(ImageError, match="11 bytes, above the limit of 10"):
+        bytes_value(b"x" * 11, "b.jpg", 10)
+    assert bytes_value(memoryview(b"abc"), "m.jpg", 10) == b"abc"
+
+
+def test_uri_folders_and_globs_are_listed_as_the_cli_lists_folders(hostile_folder):
+    from musiq.distributed_inputs import _expand_remote, _remote_folder, _uri_rows
+    d = hostile_folder
+    uri = f"file://{d}"
+    names = {Path(p).name for p in _remote_folder(uri, False)}
+    assert names == set(IMAGES[:3] + ["huge.jpg"])  # loop/FIFO are not files to pyarrow
+    assert {Path(p).name for p in _remote_folder(uri + "/", True)} == names | {IMAGES[3]}
+    assert _remote_folder(f"{uri}/x.jpg", False) == [f"{uri}/x.jpg"]  # not looked up
+    assert {Path(p).name for p in _expand_remote(f"{uri}/**/*")} == names | {IMAGES[3]}
+    assert _uri_rows(f"{uri}/*.png", False) == [
+        {"path": f"{uri}/*.png", "error": "no file matches this pattern"}]

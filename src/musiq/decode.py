@@ -93,10 +93,7 @@ def read_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
             raise ImageError(source, f"is a {_file_type(st.st_mode)}, not a regular file "
                                      "(only regular files are read)")
         if max_bytes is not None and st.st_size > max_bytes:
-            raise ImageError(source, f"file is {st.st_size:,} bytes, above the limit of "
-                                     f"{max_bytes:,} for this --max-pixels (8 bytes per "
-                                     "pixel + 16 MiB); no image within the pixel limit is "
-                                     "that large")
+            raise too_large(source, st.st_size, max_bytes)
         with os.fdopen(fd, "rb", closefd=False) as f:
             # One byte more than allowed tells a file that grew after fstat.
             data = f.read() if max_bytes is None else f.read(max_bytes + 1)
@@ -109,6 +106,14 @@ def read_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
     if max_bytes is not None and len(data) > max_bytes:
         raise ImageError(source, f"file is above the limit of {max_bytes:,} bytes")
     return data
+
+
+def too_large(source: str, size: int, max_bytes: int) -> ImageError:
+    """The error for an input of ``size`` bytes above ``max_bytes`` (see
+    :func:`max_file_bytes`), refused before it is read."""
+    return ImageError(source, f"file is {size:,} bytes, above the limit of {max_bytes:,} for "
+                              "this --max-pixels (8 bytes per pixel + 16 MiB); no image "
+                              "within the pixel limit is that large")
 
 
 def _file_type(mode: int) -> str:

@@ -4,9 +4,10 @@
     >>> ds = md.score_dataset("s3://bucket/photos/**.jpg", "koniq", concurrency=4, num_gpus=1)
     >>> ds.write_parquet("s3://bucket/scores/")
 
-The stages: raw bytes are read (``read_binary_files(..., include_paths=True)``, or a Parquet
-dataset / a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns); CPU tasks decode them
-with :meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
+The stages: CPU tasks read each file by path with the local engine's checks
+(:func:`musiq.reading.read_source`: regular files only, size bound before reading), or take
+the ``bytes`` and ``path`` columns of a Parquet dataset / ``ray.data.Dataset`` (checked by
+:func:`musiq.reading.bytes_value`), and decode them with :meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
 and pass uint8 pixels on (``pixels`` flattened + ``height``/``width``), never float tokens;
 an actor pool (``map_batches`` with a callable class) tokenises and scores them with the
 :class:`~musiq.scorer.Scorer`'s own batching (length-sorted within each Ray batch). The
@@ -17,7 +18,6 @@ Needs Ray Data (the ``ray`` extra; :func:`musiq.extras.install_hint`).
 """
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
@@ -25,9 +25,13 @@ from typing import Any, Iterable
 import numpy as np
 
 from .architecture import Architecture
+from .decode import max_file_bytes
+from .distributed_inputs import _ray, ray_available, read_images
+from .distributed_inputs import inputs as _inputs
 from .errors import ImageError, MusiqError
 from .engine.plan import make_plan
 from .preprocessor import Preprocessor
+from .reading import bytes_value, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
 from .tables import arrow_schema, predictions_table
 
@@ -37,133 +41,42 @@ __all__ = ["score_dataset", "read_images", "ModelPayload", "ray_available"]
 _PIXEL_COLUMNS = ("path", "pixels", "height", "width", "error")
 
 
-def ray_available() -> bool:
-    """True when Ray Data can be imported."""
-    try:
-        import ray.data  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        from .extras import needs
-        raise MusiqError(needs("the Ray engine (Ray Data)", "ray")) from None
-    return ray
-
-
-# -- inputs ----------------------------------------------------------------------------------
-def _is_uri(p: str) -> bool:
-    return "://" in p
-
-
-def _expand_remote(pattern: str) -> list[str]:
-    """Files matching a glob in a pyarrow filesystem URI (``s3://b/x/*.jpg``; ``**``
-    descends into subfolders)."""
-    import pyarrow.fs as pafs
-    scheme, rest = pattern.split("://", 1)
-    static = rest[:min(rest.index(c) for c in "*?[" if c in rest)].rsplit("/", 1)[0]
-    fs, root = pafs.FileSystem.from_uri(f"{scheme}://{static}")
-    # Filesystems report paths without the scheme: match the pattern's path part.
-    prefix = rest[:len(rest) - len(rest.lstrip("/"))]
-    want = rest.lstrip("/")
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive="**" in rest))
-    return sorted(f"{scheme}://{prefix}{i.path.lstrip('/')}" for i in infos
-                  if i.type == pafs.FileType.File
-                  and fnmatch.fnmatch(i.path.lstrip("/"), want.replace("**/", "*")))
-
-
-def _local_files(p: str) -> list[str]:
-    import glob as globlib
-    if os.path.isdir(p):
-        return sorted(os.path.join(r, f) for r, _, fs in os.walk(p) for f in fs)
-    if not os.path.exists(p) and globlib.has_magic(p):
-        return sorted(m for m in globlib.glob(p, recursive=True) if os.path.isfile(m))
-    return [p]
-
-
-def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "path"),
-                missing: list[str] | None = None) -> Any:
-    """A ``ray.data.Dataset`` of ``bytes`` and ``path`` from any accepted ``source``.
-
-    ``source``: a ``ray.data.Dataset`` with ``bytes`` and ``path`` columns (returned as is);
-    a path, folder, glob or pyarrow filesystem URI (``s3://``, ``gs://``, ``hdfs://``), or a
-    list of them; a ``.parquet`` file or folder (a Parquet dataset) holding image bytes and a
-    path column (``parquet_columns``: their names). Local paths that do not exist are not
-    read: they are appended to ``missing`` (so the caller can give them error rows).
-    """
-    ray = _ray()
-    if isinstance(source, ray.data.Dataset):
-        names = source.schema().names
-        if "bytes" not in names or "path" not in names:
-            raise MusiqError(f"a Dataset source needs 'bytes' and 'path' columns, has "
-                             f"{', '.join(names)}")
-        return source.select_columns(["bytes", "path"])
-    items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
-        [os.fspath(s) for s in source]
-    if not items:
-        raise MusiqError("no inputs given")
-    parquet = [s for s in items if s.rstrip("/").endswith(".parquet")]
-    if parquet:
-        if len(parquet) != len(items):
-            raise MusiqError("give either Parquet datasets or image files, not both")
-        data_col, path_col = parquet_columns
-        ds = ray.data.read_parquet(parquet, columns=[data_col, path_col])
-        if (data_col, path_col) != ("bytes", "path"):
-            ds = ds.rename_columns({data_col: "bytes", path_col: "path"})
-        return ds
-    files: list[str] = []
-    for s in items:
-        if _is_uri(s) and not s.startswith("file://"):
-            files += _expand_remote(s) if any(c in s for c in "*?[") else [s]
-        else:
-            for f in _local_files(s[len("file://"):] if s.startswith("file://") else s):
-                if os.path.isfile(f):
-                    files.append(f)
-                elif missing is not None:
-                    missing.append(f)
-                else:
-                    raise MusiqError(f"{f}: no such file")
-    if not files:
-        return None
-    # Paths are passed as given; Ray reports them back absolute for local files, so the
-    # original spelling is restored after the read (every path comes back as given).
-    return ray.data.read_binary_files(files, include_paths=True, ignore_missing_paths=False)
-
-
 # -- the CPU decode stage ------------------------------------------------------------------------
-def _decode_batch(batch: dict, preprocessor: Preprocessor) -> dict:
-    """Decode a batch of raw files to flattened uint8 pixels (errors become strings)."""
-    out: dict[str, list] = {c: [] for c in _PIXEL_COLUMNS}
-    for data, path in zip(batch["bytes"], batch["path"]):
-        pixels, h, w, err = b"", 0, 0, None
-        try:
-            if data is None:
-                raise ImageError(str(path), "no such file")
-            rgb = preprocessor.pixels(bytes(data))
-            h, w = rgb.shape[:2]
-            pixels = rgb.tobytes()
-        except ImageError as e:
-            err = e.reason
-        except MemoryError:
-            err = "out of memory while decoding"
-        except Exception as e:  # one odd file never stops a run over millions
-            err = f"{type(e).__name__}: {e}"
-        out["path"].append(str(path))
-        out["pixels"].append(pixels)
-        out["height"].append(h)
-        out["width"].append(w)
-        out["error"].append(err)
+def _decode_one(path: Any, data: Any, has_bytes: bool, preprocessor: Preprocessor,
+                max_bytes: int | None) -> tuple[str, bytes, int, int, str | None]:
+    """One row to ``(path, pixels, height, width, error)``; never raises."""
+    source = path_value(path)
+    try:
+        raw = (bytes_value(data, source, max_bytes) if has_bytes
+               else read_source(source, max_bytes))
+        rgb = preprocessor.pixels(raw)
+        return source, rgb.tobytes(), rgb.shape[0], rgb.shape[1], None
+    except ImageError as e:
+        return source, b"", 0, 0, e.reason
+    except MemoryError:
+        return source, b"", 0, 0, "out of memory while decoding"
+    except Exception as e:  # one odd file never stops a run over millions
+        return source, b"", 0, 0, f"{type(e).__name__}: {e}"
+
+
+def _decode_batch(batch: Any, preprocessor: Preprocessor, max_bytes: int | None) -> Any:
+    """Decode a batch to flattened uint8 pixels (errors become strings). Rows hold ``path``
+    and either ``bytes`` (checked by :func:`musiq.reading.bytes_value`) or nothing more (the
+    file is read here, by :func:`musiq.reading.read_source`), and maybe an ``error``."""
     import pyarrow as pa
-    return pa.table({"path": pa.array(out["path"], pa.string()),
-                     "pixels": pa.array(out["pixels"], pa.large_binary()),
-                     "height": pa.array(out["height"], pa.int32()),
-                     "width": pa.array(out["width"], pa.int32()),
-                     "error": pa.array(out["error"], pa.string())})
+    names = batch.column_names
+    paths = batch.column("path").to_pylist()
+    has_bytes = "bytes" in names
+    data = batch.column("bytes").to_pylist() if has_bytes else [None] * len(paths)
+    errors = batch.column("error").to_pylist() if "error" in names else [None] * len(paths)
+    out = []
+    for path, raw, err in zip(paths, data, errors):
+        out.append((path_value(path), b"", 0, 0, err) if err is not None else
+                   _decode_one(path, raw, has_bytes, preprocessor, max_bytes))
+    cols = list(zip(*out)) if out else [[]] * len(_PIXEL_COLUMNS)
+    types = (pa.string(), pa.large_binary(), pa.int32(), pa.int32(), pa.string())
+    return pa.table({name: pa.array(list(col), t)
+                     for name, col, t in zip(_PIXEL_COLUMNS, cols, types)})
 
 
 # -- the model actors ------------------------------------------------------------------------------
@@ -232,13 +145,6 @@ def _pool(concurrency: int | tuple[int, int]) -> Any:
     return ActorPoolStrategy(size=concurrency)
 
 
-def _restore_paths(batch: Any, given: dict) -> Any:
-    import pyarrow as pa
-    paths = [given.get(p, p) for p in batch.column("path").to_pylist()]
-    return batch.set_column(batch.schema.get_field_index("path"), "path",
-                            pa.array(paths, pa.string()))
-
-
 def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
                   concurrency: int | tuple[int, int] = 1, num_gpus: float = 0,
                   num_cpus: float = 1, batch_size: int = 32, model_batch_size: int = 8,
@@ -246,11 +152,14 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
                   threads: int | None = None, skip_paths: Iterable[str] = (),
                   checkpoint_dir: str | os.PathLike | None = None, offline: bool | None = None,
                   options: ScorerOptions | None = None,
-                  parquet_columns: tuple[str, str] = ("bytes", "path")) -> Any:
+                  parquet_columns: tuple[str, str] = ("bytes", "path"),
+                  recursive: bool = False) -> Any:
     """Score every image of ``source`` on Ray Data; one result row per input.
 
     ``source``: see :func:`read_images` (paths, folders, globs, filesystem URIs, a Parquet
-    dataset of ``bytes``/``path``, or a ``ray.data.Dataset``). ``model``: a registry name, a
+    dataset of ``bytes``/``path``, or a ``ray.data.Dataset``); folders and globs are
+    expanded as the CLI expands them (image suffixes; subfolders only with ``recursive``)
+    and every file is read with the local engine's checks (:mod:`musiq.reading`). ``model``: a registry name, a
     ``.npz`` path or a loaded :class:`Scorer` (loaded once here; the weights reach each actor
     once through the object store). ``concurrency``: model actors (an int or a ``(min,
     max)`` autoscaling range); ``num_gpus``/``num_cpus``: resources per actor (fractions
@@ -282,6 +191,24 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")
     payload = ray.put(ModelPayload.of(scorer, options))
+    _warn_if_cpus_taken(ray, concurrency, num_cpus, num_gpus)
+    raw = _inputs(source, {os.path.normpath(p) for p in skip_paths}, recursive,
+                  parquet_columns)
+    if raw is None:
+        return ray.data.from_arrow(arrow_schema(kind).empty_table())
+    pixels = raw.map_batches(_decode_batch, fn_kwargs={
+        "preprocessor": preprocessor, "max_bytes": max_file_bytes(options.max_pixels)},
+        batch_size=decode_batch_size, batch_format="pyarrow", num_cpus=decode_num_cpus)
+    return pixels.map_batches(
+        _ModelActor, fn_constructor_kwargs={
+            "payload": payload, "batch_size": model_batch_size,
+            "threads": threads or max(1, int(round(num_cpus)))},
+        batch_size=batch_size, batch_format="pyarrow", compute=_pool(concurrency),
+        num_gpus=num_gpus, num_cpus=num_cpus)
+
+
+def _warn_if_cpus_taken(ray: Any, concurrency: int | tuple[int, int], num_cpus: float,
+                        num_gpus: float) -> None:
     cpus = ray.cluster_resources().get("CPU", 0)
     if not num_gpus and isinstance(concurrency, int) and concurrency * num_cpus >= cpus > 0:
         # CPU actors are fused with the decode stage and the read tasks need a CPU of their
@@ -289,46 +216,4 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
         import warnings
         warnings.warn(f"{concurrency} model actors x {num_cpus} CPUs take all {cpus:g} CPUs "
                       "of the cluster: the read tasks may never run; lower num_cpus "
-                      "(--ray-actor-cpus)", RuntimeWarning, stacklevel=2)
-
-    skip = {os.path.normpath(p) for p in skip_paths}
-    missing: list[str] = []
-    given: dict[str, str] = {}
-    if not isinstance(source, ray.data.Dataset):
-        items = [os.fspath(source)] if isinstance(source, (str, os.PathLike)) else \
-            [os.fspath(s) for s in source]
-        if skip:
-            items = [s for s in items if os.path.normpath(s) not in skip]
-        # Ray reports local paths absolute; results name them as the caller did.
-        given = {os.path.abspath(s): s for s in items if not _is_uri(s) and os.path.isfile(s)}
-        source = items
-    if isinstance(source, list) and not source:
-        raw = None
-    else:
-        raw = read_images(source, parquet_columns=parquet_columns, missing=missing)
-    missing = [m for m in missing if os.path.normpath(m) not in skip]
-    schema = arrow_schema(kind)
-    parts = []
-    if raw is not None:
-        if skip and not given:
-            raw = raw.filter(lambda r: os.path.normpath(r["path"]) not in skip)
-        pixels = raw.map_batches(_decode_batch, fn_kwargs={"preprocessor": preprocessor},
-                                 batch_size=decode_batch_size, batch_format="pyarrow",
-                                 num_cpus=decode_num_cpus)
-        scored = pixels.map_batches(
-            _ModelActor, fn_constructor_kwargs={
-                "payload": payload, "batch_size": model_batch_size,
-                "threads": threads or max(1, int(round(num_cpus)))},
-            batch_size=batch_size, batch_format="pyarrow", compute=_pool(concurrency),
-            num_gpus=num_gpus, num_cpus=num_cpus)
-        if given:
-            scored = scored.map_batches(_restore_paths, fn_kwargs={"given": given},
-                                        batch_format="pyarrow", batch_size=None)
-        parts.append(scored)
-    if missing:
-        from .scorer import Prediction
-        parts.append(ray.data.from_arrow(predictions_table(
-            [Prediction(source=m, error="no such file") for m in missing], kind)))
-    if not parts:
-        return ray.data.from_arrow(schema.empty_table())
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+                      "(--ray-actor-cpus)", RuntimeWarning, stacklevel=3)

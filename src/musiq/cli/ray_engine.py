@@ -41,7 +41,8 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
         ds = distributed.score_dataset(
             files, scorer, concurrency=args.ray_actors, num_gpus=args.ray_gpus,
             num_cpus=args.ray_actor_cpus, batch_size=4 * args.batch_size,
-            model_batch_size=args.batch_size, threads=args.threads, options=options)
+            model_batch_size=args.batch_size, threads=args.threads, options=options,
+            recursive=getattr(args, "recursive", False))
         from ..tables import table_predictions
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             yield from table_predictions(batch)
