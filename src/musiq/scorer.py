@@ -75,6 +75,9 @@ class ScorerOptions:
     ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
     (on the scoring device, from decoded pixels) or ``auto`` (torch on CUDA; NumPy on CPU,
     which measures faster there: docs/performance.md). Both give the same tokens.
+    ``backend``: what runs the forward passes: ``auto`` (default: OpenVINO on CPU for a
+    checkpoint file in fp32/bf16, else torch; :mod:`musiq.backend`), ``torch``,
+    ``openvino`` or ``onnxruntime``; ``threads``: CPU threads of the runtime.
     """
 
     device: str | None = "auto"
@@ -83,7 +86,7 @@ class ScorerOptions:
     max_batch_tokens: int | None = None
     precision: str = "fp32"
     compile: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     threads: int | None = None
     preprocess: str = "auto"
 
@@ -99,20 +102,21 @@ class ScorerOptions:
         if self.max_pixels is not None and self.max_pixels < 1:
             raise MusiqError(f"max_pixels must be positive or None, not {self.max_pixels}")
         device = resolve_device(self.device)  # raises for an unknown or absent device
-        from .backend import BACKENDS as RUNTIMES
-        if self.backend not in RUNTIMES:
-            raise MusiqError(f"backend must be one of {', '.join(RUNTIMES)}, "
+        from .backend import CHOICES
+        if self.backend not in CHOICES:
+            raise MusiqError(f"backend must be one of {', '.join(CHOICES)}, "
                              f"not {self.backend!r}")
-        if self.backend != "torch":
+        if self.backend not in ("torch", "auto"):
             if device.type != "cpu":
                 raise MusiqError(f"the {self.backend} backend runs on CPU only "
                                  "(use --device cpu)")
             if self.preprocess == "torch":
                 raise MusiqError(f"the {self.backend} backend reads tokens made by NumPy "
                                  "(--preprocess numpy or auto)")
-            if self.precision != "fp32":
-                raise MusiqError(f"the {self.backend} backend runs fp32 only "
-                                 f"(not {self.precision})")
+            allowed = ("fp32", "bf16") if self.backend == "openvino" else ("fp32",)
+            if self.precision not in allowed:
+                raise MusiqError(f"the {self.backend} backend runs {' or '.join(allowed)} "
+                                 f"only (not {self.precision})")
         if self.threads is not None and self.threads < 1:
             raise MusiqError(f"threads must be positive, not {self.threads}")
 
@@ -158,20 +162,19 @@ class Scorer:
         # pass on 2 cores); GPU: large passes to fill the device.
         self.max_batch_tokens = opts.max_batch_tokens or (
             65536 if self.device.type == "cuda" else 1024)
-        self.runtime = None  # None: the torch model; else an object with logits(tokens)
-        if opts.backend != "torch":
-            self.use_backend(opts.backend, threads=opts.threads)
+        # -- runtime (issue 20): ``auto`` resolved for this machine; None = the torch model,
+        # else an object with logits(tokens). Options are replaced by what runs.
+        from .backend import start
+        self.runtime, self.options = start(self.model, self.path, opts, self.device.type)
 
     def use_backend(self, name: str, threads: int | None = None) -> None:
-        """Run forward passes on ``torch`` or ``onnxruntime`` (checked as
+        """Run forward passes on ``torch``, ``openvino`` or ``onnxruntime`` (checked as
         :class:`ScorerOptions` checks them)."""
-        from .backend import OnnxRuntimeBackend
         from dataclasses import replace
+        from .backend import make
+        ScorerOptions(**{**self.options.__dict__, "backend": name, "threads": threads})
+        self.runtime = make(name, self.model, self.path, self.precision, threads)
         self.options = replace(self.options, backend=name, threads=threads)
-        if name == "torch":
-            self.runtime = None
-            return
-        self.runtime = OnnxRuntimeBackend(self.model, self.path, threads=threads)
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
@@ -264,7 +267,7 @@ class Scorer:
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
         if self.runtime is not None:
-            if self.precision != "fp32":
+            if self.precision != "fp32" and self.runtime.name == "onnxruntime":
                 raise MusiqError(f"the {self.runtime.name} backend runs fp32 only")
             return self.runtime.logits(tokens)
         batch = PackedBatch.from_tokens(tokens).to(self.device)
@@ -281,13 +284,17 @@ class Scorer:
             # gain: the stem stays fp32 and only the encoder runs in reduced precision.
             x = self._embed(batch)
             with torch.autocast("cpu", dtype=dtype):
-                return m.head(m.encode(x, batch.lengths))
-        with torch.autocast(self.device.type, dtype=dtype):
-            return m.head(m.encode(self._embed(batch), batch.lengths))
+                h = m.encode(x, batch.lengths)
+        else:
+            with torch.autocast(self.device.type, dtype=dtype):
+                h = m.encode(self._embed(batch), batch.lengths)
+        # The head and the score in fp32 (issue 20): in bf16 a 0-100 score moved in 0.5 steps.
+        return m.head(h.float() if h.dtype != torch.float64 else h)
 
     @property
     def backend(self) -> str:
-        """What runs the model: ``torch`` or ``onnxruntime`` (:attr:`runtime`)."""
+        """What runs the model: ``torch``, ``openvino`` or ``onnxruntime`` (:attr:`runtime`;
+        ``auto`` is resolved when the scorer is made)."""
         return self.options.backend
 
     @property
@@ -498,8 +505,9 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``device``: ``auto`` (default, as the CLI: CUDA when available), ``cpu``, ``cuda[:N]``.
     ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
-    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"``
-    or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra; ``preprocess``: ``"auto"``,
+    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"auto"``
+    (default: OpenVINO on CPU, torch elsewhere), ``"torch"``, ``"openvino"`` (CPU fp32/bf16)
+    or ``"onnxruntime"`` (CPU fp32, needs the ``onnx`` extra); ``preprocess``: ``"auto"``,
     ``"numpy"`` or ``"torch"``, where tokens are made); they are checked before the
     checkpoint is read.
     """
