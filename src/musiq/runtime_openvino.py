@@ -99,6 +99,10 @@ class OpenVinoBackend:
     """
 
     name = NAME
+    #: Longest image (tokens) run here: its attention materialises (tokens + 1)^2 scores per
+    #: head (4000 tokens: 1.6 GB peak); longer images (above ~10 MP) run on torch, whose
+    #: flash kernel keeps memory linear (6000x4000 under 3 GB).
+    max_tokens = 4096
 
     def __init__(self, model, checkpoint: Path | None, precision: str = "fp32",
                  threads: int | None = None, cache_dir: Path | None = None) -> None:

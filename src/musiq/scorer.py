@@ -266,7 +266,8 @@ class Scorer:
         fp32 (the default) is exact to the original; ``bf16``/``fp16`` run the matrix work
         under ``torch.autocast`` (see docs/performance.md for their effect on scores).
         """
-        if self.runtime is not None:
+        cap = getattr(self.runtime, "max_tokens", None)
+        if self.runtime is not None and (cap is None or max(map(len, tokens)) <= cap):
             if self.precision != "fp32" and self.runtime.name == "onnxruntime":
                 raise MusiqError(f"the {self.runtime.name} backend runs fp32 only")
             return self.runtime.logits(tokens)
