@@ -177,6 +177,18 @@ def test_auto_falls_back_to_torch_with_one_line(ckpt_1class, monkeypatch, capfd)
     assert musiq.load(ckpt_1class, device="cpu", backend="torch").backend == "torch"
 
 
+def test_model_changed_in_memory_never_runs_a_cached_conversion(ckpt_1class, capfd):
+    """A Scorer made from a model object (fine-tuning, Ray workers) may hold weights that
+    differ from its source file: auto runs torch, silently; openvino refuses."""
+    import musiq
+    net = musiq.create_model(ckpt_1class)
+    capfd.readouterr()
+    assert musiq.Scorer(net, device="cpu").backend == "torch"
+    assert capfd.readouterr().err == ""
+    with pytest.raises(musiq.MusiqError, match="loaded from a file"):
+        musiq.Scorer(musiq.create_model(ckpt_1class), device="cpu", backend="openvino")
+
+
 def test_bf16_without_cpu_support_runs_fp32(ckpt_1class, monkeypatch, capfd, golden):
     import musiq
     from musiq import backend

@@ -111,7 +111,8 @@ class OpenVinoBackend:
         from . import __version__
         from .provenance import file_sha256
         if checkpoint is None:
-            raise MusiqError("the openvino backend needs a model loaded from a file")
+            raise MusiqError("the openvino backend needs a model loaded from a file "
+                             "(musiq.load); a model changed in memory runs on torch")
         if precision not in _HINTS:
             raise MusiqError(f"the openvino backend runs fp32 or bf16, not {precision}")
         key = CacheKey(file_sha256(checkpoint), __version__, NAME, ov.get_version(), precision)

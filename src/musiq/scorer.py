@@ -127,12 +127,15 @@ class Scorer:
     Use :func:`load` to make one. ``info`` is the registry entry when the model was loaded by
     name (None for an arbitrary file); ``variant`` is the network's architecture (head size
     and scales, detected from the file's shapes). Options: see :class:`ScorerOptions`; they
-    can be given as ``options=`` or as keywords.
+    can be given as ``options=`` or as keywords. ``fresh``: the weights are exactly those
+    of the checkpoint file (as :func:`load` makes them), so the converted model cached for
+    that file may run them (``backend="auto"``/``"openvino"``); otherwise torch runs.
     """
 
     def __init__(self, model: Musiq, variant: Architecture | None = None, *,
                  path: Path | None = None, info: ModelInfo | None = None,
-                 options: ScorerOptions | None = None, **kwargs) -> None:
+                 options: ScorerOptions | None = None, fresh: bool = False,
+                 **kwargs) -> None:
         if options is not None and kwargs:
             raise TypeError("give either options= or option keywords, not both")
         if "device" in kwargs and isinstance(kwargs["device"], torch.device):
@@ -165,7 +168,9 @@ class Scorer:
         # -- runtime (issue 20): ``auto`` resolved for this machine; None = the torch model,
         # else an object with logits(tokens). Options are replaced by what runs.
         from .backend import start
-        self.runtime, self.options = start(self.model, self.path, opts, self.device.type)
+        self._runtime_checkpoint = self.path if fresh else None
+        self.runtime, self.options = start(self.model, self._runtime_checkpoint, opts,
+                                           self.device.type)
 
     def use_backend(self, name: str, threads: int | None = None) -> None:
         """Run forward passes on ``torch``, ``openvino`` or ``onnxruntime`` (checked as
@@ -173,7 +178,7 @@ class Scorer:
         from dataclasses import replace
         from .backend import make
         ScorerOptions(**{**self.options.__dict__, "backend": name, "threads": threads})
-        self.runtime = make(name, self.model, self.path, self.precision, threads)
+        self.runtime = make(name, self.model, self._runtime_checkpoint, self.precision, threads)
         self.options = replace(self.options, backend=name, threads=threads)
 
     def compile_stem(self) -> None:
@@ -516,4 +521,4 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
         device = str(device)
     opts = ScorerOptions(device=device, **options)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
-    return Scorer(net, options=opts)
+    return Scorer(net, options=opts, fresh=True)
