@@ -258,3 +258,23 @@ def test_long_images_run_on_torch(ckpt_1class, golden):
     name = SCORED[0]
     lo = s.predict(GOLDEN / "images" / name).logits
     assert np.abs(np.array(lo) - golden[name]["1class"]["logits"]).max() <= 1e-5
+
+
+def test_cli_score_default_converts_once(ckpt_10class, golden, tmp_path):
+    """``musiq score`` with no flag runs the fast runtime on CPU; the first use prints the
+    conversion time in one line, a warm cache prints nothing; scores equal the original."""
+    import os
+    name = SCORED[0]
+    env = {**os.environ, "MUSIQ_RUNTIME_CACHE": str(tmp_path / "cache")}
+    errs = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-m", "musiq.cli.main", "score", "--device", "cpu",
+                            "--model", str(ckpt_10class), "--format", "json",
+                            str(GOLDEN / "images" / name)],
+                           capture_output=True, text=True, timeout=900, env=env)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert abs(out[0]["score"] - golden[name]["10class"]["score"]) <= 1e-5
+        errs.append([ln for ln in r.stderr.splitlines() if "converted" in ln])
+    assert len(errs[0]) == 1 and "OpenVINO" in errs[0][0] and errs[1] == []
+    assert len(list((tmp_path / "cache").iterdir())) == 1
