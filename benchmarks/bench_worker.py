@@ -1,6 +1,7 @@
 """One measurement in its own process (so peak RSS is its own): prints one JSON line.
 
     python bench_worker.py ours-batched|ours-single|ours-ort|pyiqa --files F... --ckpt C [--precision P]
+        [--backend auto|torch|openvino]
 
 ``ours-*`` runs with this checkout's ``musiq``; ``pyiqa`` must run under a Python that has
 pyiqa (``benchmarks/setup_pyiqa.sh``). Times cover decode + preprocess + model (end to end)
@@ -30,14 +31,14 @@ def peak_rss_gb() -> float:
 
 
 def run_ours(variant: str, files: list[str], ckpt: str, precision: str, batch: int,
-             warmup: bool) -> dict:
+             warmup: bool, backend: str = "auto") -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import musiq
     t_load = time.perf_counter()
     if variant == "ours-ort":  # the onnxruntime backend (exported file cached beforehand)
         s = musiq.load(ckpt, device="cpu", backend="onnxruntime")
     else:
-        s = musiq.load(ckpt, device="cpu", precision=precision)
+        s = musiq.load(ckpt, device="cpu", precision=precision, backend=backend)
     load_s = time.perf_counter() - t_load
     if warmup:
         s.predict(files[0])  # first-call allocations
@@ -49,7 +50,7 @@ def run_ours(variant: str, files: list[str], ckpt: str, precision: str, batch: i
     dt = time.perf_counter() - t0
     assert all(p.ok for p in preds), [p.error for p in preds if not p.ok]
     return {"seconds": dt, "images": len(files), "score0": preds[0].score,
-            "load_seconds": load_s}
+            "load_seconds": load_s, "backend": s.backend, "ran_precision": s.precision}
 
 
 def _stub_torchvision_ops() -> None:
@@ -85,12 +86,14 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--no-warmup", action="store_true", help="for huge images")
+    ap.add_argument("--backend", default="auto", help="ours-*: auto (default), torch, openvino")
     a = ap.parse_args()
     load0 = os.getloadavg()[0]
     if a.variant == "pyiqa":
         out = run_pyiqa(a.files, not a.no_warmup)
     else:
-        out = run_ours(a.variant, a.files, a.ckpt, a.precision, a.batch_size, not a.no_warmup)
+        out = run_ours(a.variant, a.files, a.ckpt, a.precision, a.batch_size, not a.no_warmup,
+                       a.backend)
     out.update(variant=a.variant, precision=a.precision, peak_rss_gb=peak_rss_gb(),
                load_before=load0, load_after=os.getloadavg()[0])
     print(json.dumps(out))

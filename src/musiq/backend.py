@@ -1,6 +1,11 @@
 """Inference backends the :class:`~musiq.scorer.Scorer` can run its forward passes on.
 
-``torch`` (the default) is the PyTorch model itself. ``onnxruntime`` runs the same network
+``auto`` (the default) picks ``openvino`` on CPU for a checkpoint file in fp32 or bf16 (the
+fastest exact runtime measured here, docs/performance.md), and ``torch`` on CUDA, with
+``--compile``, torch preprocessing, fp16 or a model not loaded from a file; where OpenVINO
+cannot run (not installed, conversion failed) it says so in one line and runs torch.
+``openvino``: :mod:`musiq.runtime_openvino`. ``torch`` is the PyTorch model itself (always
+used by ``score_tensor``, training and explain). ``onnxruntime`` runs the same network
 exported to ONNX (:mod:`musiq.export`) in ONNX Runtime on CPU: fp32, equal to torch within
 float32 rounding and faster on CPU (docs/performance.md). The exported file is cached, keyed
 by the checkpoint file, so only the first load pays the export (~5 s).
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +24,9 @@ from .errors import MusiqError
 from .model import Musiq
 from .preprocess import Tokens
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+#: What ``--backend`` accepts: a runtime, or ``auto``.
+CHOICES = ("auto", *BACKENDS)
 
 
 def onnx_cache_dir() -> Path:
@@ -72,3 +80,52 @@ class OnnxRuntimeBackend:
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
         from .export import pad_tokens
         return self.session.logits(pad_tokens(tokens))
+
+
+def notice(message: str) -> None:
+    """One line on stderr: what runs instead of what was asked, and why."""
+    print(f"musiq: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16, AMX-BF16, ARM BF16): OpenVINO's
+    view where it is installed, else the CPU flags (True when they cannot be read)."""
+    from . import runtime_openvino
+    if runtime_openvino.available() is None:
+        return runtime_openvino.cpu_has_bf16()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True
+    flags = set(text.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def choose(requested: str, device_type: str, precision: str, preprocess: str,
+           compiled: bool, checkpoint: Path | None) -> str:
+    """The runtime ``auto`` stands for (other names are returned as they are); a notice
+    when the fast runtime is skipped for a reason the user may not expect."""
+    if requested != "auto":
+        return requested
+    if device_type != "cpu" or compiled or preprocess == "torch" or checkpoint is None:
+        return "torch"
+    if precision == "fp16":
+        notice("fp16 runs on torch on CPU (the fast runtime does fp32 and bf16)")
+        return "torch"
+    from . import runtime_openvino
+    why = runtime_openvino.available()
+    if why:
+        notice(f"{why}: running torch (slower on CPU)")
+        return "torch"
+    return "openvino"
+
+
+def make(name: str, model: Musiq, checkpoint: Path | None, precision: str = "fp32",
+         threads: int | None = None):
+    """A runtime object with ``name`` and ``logits(tokens) -> (B, C)``; None for torch."""
+    if name == "torch":
+        return None
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(model, checkpoint, threads=threads)
+    from .runtime_openvino import OpenVinoBackend
+    return OpenVinoBackend(model, checkpoint, precision=precision, threads=threads)

@@ -40,12 +40,15 @@ class Scorer:
     Use :func:`load` to make one. ``info`` is the registry entry when the model was loaded by
     name (None for an arbitrary file); ``variant`` is the network's architecture (head size
     and scales, detected from the file's shapes). Options: see :class:`ScorerOptions`; they
-    can be given as ``options=`` or as keywords.
+    can be given as ``options=`` or as keywords. ``fresh``: the weights are exactly those
+    of the checkpoint file (as :func:`load` makes them), so the converted model cached for
+    that file may run them (``backend="auto"``/``"openvino"``); otherwise torch runs.
     """
 
     def __init__(self, model: Musiq, variant: Architecture | None = None, *,
                  path: Path | None = None, info: ModelInfo | None = None,
-                 options: ScorerOptions | None = None, **kwargs) -> None:
+                 options: ScorerOptions | None = None, fresh: bool = False,
+                 **kwargs) -> None:
         if options is not None and kwargs:
             raise TypeError("give either options= or option keywords, not both")
         self.options = options or ScorerOptions(**kwargs)
@@ -54,10 +57,17 @@ class Scorer:
         self.info = info if info is not None else source.info
         self.variant = variant or model.variant
         self.output = output_kind(self.variant.kind)
-        self.plan = make_plan(self.options, self.variant)
-        self.engine = Engine(model, self.plan, self.path)
+        # ``auto`` may use a runtime's cached conversion only for a model fresh from its
+        # file (musiq.load): a model changed in memory (fine-tuning, Scorer(model)) runs torch.
+        self._checkpoint = self.path if fresh else None
+        self.engine = Engine(model, make_plan(self.options, self.variant, self._checkpoint),
+                             self._checkpoint)
+        # The options as they run (``auto`` resolved), for provenance and callers.
+        self.options = replace(self.options, backend=self.plan.runtime,
+                               precision=self.plan.precision)
 
     # The plan's and the engine's parts, under the names callers know.
+    plan = property(lambda self: self.engine.plan)
     model = property(lambda self: self.engine.model)
     device = property(lambda self: self.engine.device)
     preprocessor = property(lambda self: self.plan.preprocessor)
@@ -66,11 +76,12 @@ class Scorer:
     staging = property(lambda self: self.engine.staging)
 
     def use_backend(self, name: str, threads: int | None = None) -> None:
-        """Run forward passes on ``torch`` or ``onnxruntime`` (checked as
+        """Run forward passes on ``torch``, ``openvino`` or ``onnxruntime`` (checked as
         :class:`ScorerOptions` checks them)."""
-        self.options = replace(self.options, backend=name, threads=threads)
-        self.plan = make_plan(self.options, self.variant)
-        self.engine = Engine(self.engine.model, self.plan, self.path)
+        options = replace(self.options, backend=name, threads=threads)
+        self.engine = Engine(self.engine.model, make_plan(options, self.variant,
+                                                          self._checkpoint), self._checkpoint)
+        self.options = replace(options, backend=self.plan.runtime)
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem (see :meth:`Engine.compile_stem`)."""
@@ -141,7 +152,8 @@ class Scorer:
 
     @property
     def backend(self) -> str:
-        """What runs the model: ``torch`` or ``onnxruntime`` (:attr:`runtime`)."""
+        """What runs the model: ``torch``, ``openvino`` or ``onnxruntime`` (:attr:`runtime`;
+        ``auto`` is resolved when the scorer is made)."""
         return self.plan.runtime
 
     @property
@@ -273,8 +285,9 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``device``: ``auto`` (default, as the CLI: CUDA when available), ``cpu``, ``cuda[:N]``.
     ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
-    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"torch"``
-    or ``"onnxruntime"``, CPU fp32, needs the ``onnx`` extra; ``preprocess``: ``"auto"``,
+    ``"fp16"``; ``compile``: ``torch.compile`` the patch stem, for GPUs; ``backend``: ``"auto"``
+    (default: OpenVINO on CPU, torch elsewhere), ``"torch"``, ``"openvino"`` (CPU fp32/bf16)
+    or ``"onnxruntime"`` (CPU fp32, needs the ``onnx`` extra); ``preprocess``: ``"auto"``,
     ``"numpy"`` or ``"torch"``, where tokens are made; ``workers``; ``max_tokens``); they are
     checked before the checkpoint is read. ``options=ScorerOptions(...)`` gives them whole.
     """
@@ -285,4 +298,4 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     else:
         opts = ScorerOptions(device=device, **options)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
-    return Scorer(net, options=opts)
+    return Scorer(net, options=opts, fresh=True)

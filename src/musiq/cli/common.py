@@ -56,7 +56,7 @@ def options_from_args(args: argparse.Namespace) -> ScorerOptions:
         device=args.device, max_pixels=args.max_pixels or None,
         exif_transpose=args.exif_transpose, max_batch_tokens=get("max_batch_tokens"),
         precision=get("precision", "fp32"), compile=get("compile", False),
-        backend=get("backend", "torch"), threads=get("threads"),
+        backend=get("backend", "auto"), threads=get("threads"),
         preprocess=get("preprocess", "auto"), workers=get("workers"),
         max_tokens=get("max_tokens"))
 

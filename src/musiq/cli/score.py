@@ -68,22 +68,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="processes that decode and preprocess ahead of the model (default: "
                         "0 on CPU, min(8, cores - 1) on CUDA)")
     g.add_argument("--precision", choices=tuple(PRECISIONS), default="fp32",
-                   help="fp32 (default, exact) or bf16/fp16 autocast: faster, scores move "
-                        "slightly (docs/performance.md)")
+                   help="fp32 (default, exact) or bf16/fp16: faster on CPUs with bf16 "
+                        "instructions (fp32 elsewhere, said once), scores move slightly; the "
+                        "head and the score stay fp32 (docs/performance.md)")
     g.add_argument("--compile", action="store_true",
                    help="torch.compile the patch stem (experimental: costs a compile of tens "
                         "of seconds and was slower end to end in our measurements; "
                         "docs/performance.md; needs a working Triton/C++ toolchain)")
-    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                   help="torch (default) or onnxruntime: CPU fp32, same scores within float32 "
-                        "rounding, faster on CPU; exports the model once to a cache (needs "
-                        "the onnx extra; docs/performance.md)")
+    g.add_argument("--backend", choices=("auto", "torch", "openvino", "onnxruntime"),
+                   default="auto",
+                   help="what runs the model: auto (default: openvino on CPU, torch on CUDA "
+                        "or where openvino cannot run), torch, openvino (CPU fp32/bf16; "
+                        "converts the model once to a cache) or onnxruntime (CPU fp32, needs "
+                        "the onnx extra); same fp32 scores within float32 rounding "
+                        "(docs/performance.md)")
     g.add_argument("--preprocess", choices=("auto", "numpy", "torch"), default="auto",
                    help="where tokens are made: numpy (host, in the decode workers) or torch "
                         "(on the scoring device, from decoded pixels); same tokens either "
                         "way (default auto: torch on CUDA, numpy on CPU)")
     g.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads for the model (default: torch's, one per core)")
+                   help="CPU threads for the model (default: the runtime's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
     add_model_options(p)

@@ -29,8 +29,10 @@ __all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_token
 #: Precisions a forward pass can run in (name -> torch dtype name); fp32 is the exact one.
 #: (Names, not dtypes: the CLI lists them without importing torch.)
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-#: What runs the network: torch itself, or the exported graph in ONNX Runtime (CPU, fp32).
-RUNTIMES = ("torch", "onnxruntime")
+#: What runs the network: torch itself, or the exported graph in ONNX Runtime (CPU, fp32) or
+#: OpenVINO (CPU, fp32 and bf16; musiq.backend); ``auto`` is resolved by :func:`make_plan`.
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: Pixels per token at the native scale of a 32-pixel patch: the per-image token bound's
 #: default is ``max_pixels / TOKEN_PIXELS`` (50 MP -> 16,277 tokens: a 16 MP photo).
 TOKEN_PIXELS = 3072
@@ -71,7 +73,9 @@ class ScorerOptions:
     ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
     CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
     ``compile``: ``torch.compile`` the patch stem (for GPUs), on bucketed patch counts;
-    ``backend``: the runtime, ``torch`` or ``onnxruntime`` (CPU fp32);
+    ``backend``: the runtime: ``auto`` (default: OpenVINO on CPU for a model fresh from its
+    checkpoint file in fp32/bf16, else torch), ``torch``, ``openvino`` (CPU fp32/bf16) or
+    ``onnxruntime`` (CPU fp32);
     ``threads``: CPU threads of the model (None: torch's default, one per core);
     ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
     (on the scoring device, from decoded pixels) or ``auto`` (torch on CUDA; NumPy on CPU,
@@ -87,7 +91,7 @@ class ScorerOptions:
     max_batch_tokens: int | None = None
     precision: str = "fp32"
     compile: bool = False
-    backend: str = "torch"
+    backend: str = "auto"
     threads: int | None = None
     preprocess: str = "auto"
     workers: int | None = None
@@ -98,7 +102,7 @@ class ScorerOptions:
             object.__setattr__(self, "device", str(self.device))
         _check_choice("preprocess", self.preprocess, ("auto", *TOKEN_BACKENDS))
         _check_choice("precision", self.precision, tuple(PRECISIONS))
-        _check_choice("backend", self.backend, RUNTIMES)
+        _check_choice("backend", self.backend, RUNTIME_CHOICES)
         for name in ("max_batch_tokens", "max_pixels", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -108,16 +112,17 @@ class ScorerOptions:
             if value is not None and value < 0:
                 raise MusiqError(f"{name} must be 0 or more, not {value}")
         device = resolve_device(self.device)  # raises for an unknown or absent device
-        if self.backend != "torch":
+        if self.backend not in ("torch", "auto"):
             if device.type != "cpu":
                 raise MusiqError(f"the {self.backend} backend runs on CPU only "
                                  "(use --device cpu)")
             if self.preprocess == "torch":
                 raise MusiqError(f"the {self.backend} backend reads tokens made by NumPy "
                                  "(--preprocess numpy or auto)")
-            if self.precision != "fp32":
-                raise MusiqError(f"the {self.backend} backend runs fp32 only "
-                                 f"(not {self.precision})")
+            allowed = ("fp32", "bf16") if self.backend == "openvino" else ("fp32",)
+            if self.precision not in allowed:
+                raise MusiqError(f"the {self.backend} backend runs {' or '.join(allowed)} "
+                                 f"only (not {self.precision})")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -149,6 +154,7 @@ class Plan:
     workers: int
     threads: int | None = None
     compile: bool = False
+    runtime_auto: bool = False  # the runtime was chosen by ``auto`` (falls back to torch)
 
     @property
     def torch_device(self) -> "torch.device":
@@ -193,13 +199,22 @@ class Plan:
                 "threads": self.threads, "compile": self.compile}
 
 
-def make_plan(options: ScorerOptions, arch) -> Plan:
-    """Resolve ``options`` for a network of architecture ``arch`` on this machine."""
+def make_plan(options: ScorerOptions, arch, checkpoint=None) -> Plan:
+    """Resolve ``options`` for a network of architecture ``arch`` on this machine;
+    ``checkpoint``: the file the weights are fresh from (None: changed in memory, or made
+    without one), which ``backend="auto"`` needs for a converted runtime."""
+    from ..backend import choose, cpu_has_bf16, notice
     device = resolve_device(options.device)
     cuda = device.type == "cuda"
     tokens_on = options.preprocess
     if tokens_on == "auto":
         tokens_on = "torch" if cuda else "numpy"
+    precision = options.precision
+    if precision == "bf16" and not cuda and not cpu_has_bf16():
+        notice("this CPU has no bf16 instructions: running fp32")
+        precision = "fp32"
+    runtime = choose(options.backend, device.type, precision, options.preprocess,
+                     options.compile, checkpoint)
     max_tokens = options.max_tokens
     if max_tokens is None:
         max_tokens = default_max_tokens(options.max_pixels)
@@ -211,7 +226,7 @@ def make_plan(options: ScorerOptions, arch) -> Plan:
         # Preprocessing is ~5 % of CPU time: in-process on CPU; parallel to feed a GPU.
         workers = max(1, min(8, (os.cpu_count() or 2) - 1)) if cuda else 0
     return Plan(
-        device=str(device), precision=options.precision, runtime=options.backend,
+        device=str(device), precision=precision, runtime=runtime,
         preprocessor=preprocessor,
         # CPU: ~1k slots, so that small images share passes but a pass's activations stay
         # in cache (a 1024x768 image ran 10 % faster alone than 8 per pass on 2 cores);
@@ -220,7 +235,8 @@ def make_plan(options: ScorerOptions, arch) -> Plan:
         # A GPU is bound by launches, not by the stem's memory: few large stem calls.
         stem_chunk=8192 if cuda else 256,
         depth=1 if (cuda and tokens_on == "torch") else 0,
-        workers=workers, threads=options.threads, compile=options.compile)
+        workers=workers, threads=options.threads, compile=options.compile,
+        runtime_auto=options.backend == "auto")
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ their forward passes through it.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,10 +44,25 @@ class Engine:
         self._bucketed = False
         if plan.compile:
             self.compile_stem()
-        self.runtime = None  # None: the torch network; else an object with logits(tokens)
-        if plan.runtime != "torch":
-            from ..backend import OnnxRuntimeBackend
-            self.runtime = OnnxRuntimeBackend(self.model, checkpoint, threads=plan.threads)
+        self.runtime = self._start_runtime(checkpoint)
+
+    def _start_runtime(self, checkpoint: Path | None):
+        """The runtime object (``logits(tokens)``), or None for the torch network. Under
+        ``backend="auto"`` a runtime that fails to start is named in one line and torch runs
+        (the plan then says so)."""
+        from ..backend import make, notice
+        if self.plan.runtime == "torch":
+            return None
+        try:
+            return make(self.plan.runtime, self.model, checkpoint, self.plan.precision,
+                        self.plan.threads)
+        except Exception as e:
+            if not self.plan.runtime_auto:
+                raise
+            notice(f"{self.plan.runtime} could not run this model ({type(e).__name__}: "
+                   f"{str(e).splitlines()[0] if str(e) else ''}): running torch")
+            self.plan = replace(self.plan, runtime="torch")
+            return None
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
@@ -98,7 +114,8 @@ class Engine:
     @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
         """``(B, num_classes)`` float32 logits of several tokenised images in one pass."""
-        if self.runtime is not None:
+        cap = getattr(self.runtime, "max_tokens", None)  # e.g. linear attention memory
+        if self.runtime is not None and (cap is None or max(map(len, tokens)) <= cap):
             return self.runtime.logits(tokens)
         batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self.forward(batch).float().cpu().numpy()
