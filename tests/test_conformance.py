@@ -130,12 +130,15 @@ def score_tensor(ckpt, files):
 
 #: name -> (how it scores, tolerance key)
 PATHS: dict[str, tuple[Callable, str]] = {
-    "predict, numpy tokens, torch": (one_by_one, "exact"),
-    "predict_many batched": (batched, "exact"),
-    "predict_many one per pass": (lambda c, f: batched(c, f, batch_size=1), "exact"),
+    "predict, default runtime": (one_by_one, "exact"),
+    "predict_many, default runtime": (batched, "exact"),
+    "predict_many, torch runtime": (lambda c, f: batched(c, f, backend="torch"), "exact"),
+    "predict_many, torch, one per pass": (
+        lambda c, f: batched(c, f, batch_size=1, backend="torch"), "exact"),
     "predict_many, 2 decode processes": (lambda c, f: batched(c, f, workers=2), "exact"),
     "torch tokens": (lambda c, f: batched(c, f, preprocess="torch"), "exact"),
     "onnxruntime runtime": (lambda c, f: batched(c, f, backend="onnxruntime"), "exact"),
+    "openvino runtime": (lambda c, f: batched(c, f, backend="openvino"), "exact"),
     "bytes input": (from_bytes, "exact"),
     "ray engine": (ray_engine, "exact"),
     "http service": (http_service, "exact"),
