@@ -19,237 +19,23 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import warnings
 from typing import Union
 
 import numpy as np
-import simplejpeg
 from PIL import Image
 
 from .errors import ImageError, UnsupportedFormat
-from .sniff import header_size, jpeg_scan_count, png_shortfall, sniff, strip_png_metadata
-
-#: Default refusal threshold, in pixels (width x height), checked from the header. The cost
-#: of an image is its native-scale sequence (one token per 32x32 patch, attention over all of
-#: them): 50 MP (~49,000 tokens) covers every camera up to 50 MP and costs about a quarter
-#: of what the former 100 MP default allowed (over 30 min on 2 CPU cores). docs/inputs.md.
-DEFAULT_MAX_PIXELS = 50_000_000
-#: Densest encoding read (16-bit RGBA, uncompressed): a file above ``8 * max_pixels`` bytes
-#: (plus slack for metadata) cannot be an image within the limit; it is refused unread.
-BYTES_PER_PIXEL_BOUND = 8
-FILE_SLACK_BYTES = 16 * 2**20
-#: A JPEG of more than 4 MP claiming more pixels per byte of file than this is refused:
-#: Huffman coding spends at least ~4 bits per 8x8 block (~128 pixels per byte for flat grey,
-#: fewer for colour), so only a crafted header or a cut file gets near it.
-JPEG_MAX_PIXELS_PER_BYTE = 1024
-JPEG_RATIO_MIN_PIXELS = 4_000_000
-#: Scans of a progressive JPEG at most (ordinary files have up to ~12; each scan re-reads the
-#: whole coefficient buffer, so thousands of scans make a small file take minutes).
-JPEG_MAX_SCANS = 256
-#: Side of the model's patches; thin images are limited by their padded patch grid.
-PATCH = 32
-#: A native patch grid may hold at most ``max_pixels / PATCH_BUDGET_DIVISOR`` patches: twice
-#: what a compact image at the pixel limit needs, so only absurdly thin images hit it.
-PATCH_BUDGET_DIVISOR = PATCH * PATCH // 2
+from .jpeg import _cmyk_to_rgb, _decode_jpeg
+# The limits are part of this module's API (musiq.decode.DEFAULT_MAX_PIXELS, read_bytes ...).
+from .limits import (DEFAULT_MAX_PIXELS, _check_pixels, _memory_error,  # noqa: F401
+                     max_file_bytes, read_bytes, too_large)
+from .sniff import header_size, png_shortfall, sniff, strip_png_metadata
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Image.Image]
 
 #: Pillow plugins allowed to see input bytes (format ids as ``Image.open(formats=...)``).
 PILLOW_FORMATS = ("PNG", "GIF", "WEBP", "TIFF", "BMP")
-#: libjpeg(-turbo) warning that the data ended early (JWRN_JPEG_EOF); TF refuses such files.
-_JPEG_TRUNCATED = "Premature end of JPEG file"
-
-
-def max_file_bytes(max_pixels: int | None) -> int | None:
-    """Largest file read for ``max_pixels`` (None: no limit), in bytes."""
-    if max_pixels is None:
-        return None
-    return BYTES_PER_PIXEL_BOUND * max_pixels + FILE_SLACK_BYTES
-
-
-def read_bytes(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
-    """Read a regular file of at most ``max_bytes`` bytes (None: any size).
-
-    Only regular files are read: a FIFO, socket or device (``/dev/zero``) would block or
-    never end, so it is refused without reading (it is opened non-blocking, which never
-    waits for a writer). OS errors become :class:`ImageError` naming the file.
-    """
-    source = str(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
-                     | getattr(os, "O_BINARY", 0))
-    except IsADirectoryError:
-        raise ImageError(source, "is a directory, not an image file") from None
-    except FileNotFoundError:
-        raise ImageError(source, "no such file") from None
-    except OSError as e:
-        raise ImageError(source, f"cannot read file ({e.strerror or e})") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageError(source, "is a directory, not an image file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageError(source, f"is a {_file_type(st.st_mode)}, not a regular file "
-                                     "(only regular files are read)")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise too_large(source, st.st_size, max_bytes)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            # One byte more than allowed tells a file that grew after fstat.
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-    except ImageError:
-        raise
-    except OSError as e:
-        raise ImageError(source, f"cannot read file ({e.strerror or e})") from None
-    finally:
-        os.close(fd)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise ImageError(source, f"file is above the limit of {max_bytes:,} bytes")
-    return data
-
-
-def too_large(source: str, size: int, max_bytes: int) -> ImageError:
-    """The error for an input of ``size`` bytes above ``max_bytes`` (see
-    :func:`max_file_bytes`), refused before it is read."""
-    return ImageError(source, f"file is {size:,} bytes, above the limit of {max_bytes:,} for "
-                              "this --max-pixels (8 bytes per pixel + 16 MiB); no image "
-                              "within the pixel limit is that large")
-
-
-def _file_type(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
-
-
-def _check_pixels(source: str, width: int, height: int, max_pixels: int | None) -> None:
-    """Refuse dimensions that are invalid, above ``max_pixels`` or absurdly thin.
-
-    A thin image costs far more than its pixels: each 32-pixel run of a 1-pixel-wide image is
-    a whole padded 32x32 patch. Its native patch grid is capped at ``max_pixels / 512``
-    patches (twice what any compact image within the pixel limit needs).
-    """
-    if width <= 0 or height <= 0:
-        raise ImageError(source, f"invalid image dimensions {width}x{height}")
-    if max_pixels is None:
-        return
-    if width * height > max_pixels:
-        raise ImageError(
-            source,
-            f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-            f"{max_pixels:,} (its native scale alone is {_tokens(width, height):,} tokens; "
-            "raise max_pixels / --max-pixels to allow it)",
-        )
-    patches = -(-width // PATCH) * -(-height // PATCH)
-    budget = max(max_pixels // PATCH_BUDGET_DIVISOR, 1)
-    if patches > budget:
-        raise ImageError(
-            source,
-            f"image is {width}x{height}: too thin - its native scale needs {patches:,} "
-            f"32x32 patches, above the limit of {budget:,} (max_pixels / 512; raise "
-            "max_pixels / --max-pixels to allow it)",
-        )
-
-
-def _tokens(width: int, height: int) -> int:
-    return -(-width // PATCH) * -(-height // PATCH)
-
-
-def _check_jpeg_cost(source: str, data: bytes, width: int, height: int,
-                     max_pixels: int | None) -> None:
-    """Refuse JPEGs whose header promises far more work than their size allows."""
-    if max_pixels is None:
-        return
-    pixels = width * height
-    if pixels > JPEG_RATIO_MIN_PIXELS and pixels > JPEG_MAX_PIXELS_PER_BYTE * len(data):
-        raise ImageError(
-            source, f"header claims {width}x{height} = {pixels:,} pixels from only "
-                    f"{len(data):,} bytes ({pixels // len(data):,} pixels per byte, above the "
-                    f"limit of {JPEG_MAX_PIXELS_PER_BYTE:,} that a real JPEG stays under): a "
-                    "crafted or truncated file")
-    scans = jpeg_scan_count(data)
-    if scans > JPEG_MAX_SCANS:
-        raise ImageError(source, f"JPEG has {scans:,} scans, above the limit of "
-                                 f"{JPEG_MAX_SCANS} (ordinary progressive files have ~10)")
-
-
-def _has_adobe_marker(data: bytes) -> bool:
-    """True when the JPEG carries an Adobe APP14 segment (it changes TF's CMYK formula)."""
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan / end of image: no more APPn
-            return False
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        if marker == 0xEE and data[i + 4:i + 9] == b"Adobe":
-            return True
-        i += 2 + length
-    return False
-
-
-def _cmyk_to_rgb(cmyk: np.ndarray, adobe: bool) -> np.ndarray:
-    """TF's integer CMYK->RGB: Adobe files store inverted CMYK."""
-    c = cmyk[..., :3].astype(np.uint16)
-    k = cmyk[..., 3:4].astype(np.uint16)
-    if adobe:
-        rgb = k * c // 255
-    else:
-        rgb = (255 - k) * (255 - c) // 255
-    return rgb.astype(np.uint8)
-
-
-def _simplejpeg(data: bytes, colorspace: str, source: str) -> np.ndarray:
-    """IFAST + fancy-upsampling decode, refusing truncated data as TF does.
-
-    TF's decoder fails when the data ends early (unless ``try_recover_truncated``), but only
-    logs libjpeg's other warnings (e.g. extraneous bytes) and keeps the pixels. simplejpeg's
-    strict mode raises on every warning, so a warning other than truncation is decoded again
-    non-strictly to get the pixels TF returns.
-    """
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True,
-                                      fastupsample=False, strict=True)
-    except (ValueError, RuntimeError) as e:
-        if _JPEG_TRUNCATED in str(e):
-            raise ImageError(source, "truncated JPEG: the data ends before the image is "
-                                     "complete (an interrupted copy or download?)") from None
-        strict_error = e
-    try:
-        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=True,
-                                      fastupsample=False, strict=False)
-    except (ValueError, RuntimeError):
-        raise ImageError(source, f"corrupt JPEG data ({strict_error})") from None
-
-
-def _decode_jpeg(data: bytes, source: str, max_pixels: int | None) -> np.ndarray:
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except (ValueError, RuntimeError) as e:
-        raise ImageError(source, f"corrupt or truncated JPEG header ({e})") from None
-    _check_pixels(source, width, height, max_pixels)
-    _check_jpeg_cost(source, data, width, height, max_pixels)
-    try:
-        if colorspace in ("CMYK", "YCCK"):
-            return _cmyk_to_rgb(_simplejpeg(data, "CMYK", source), _has_adobe_marker(data))
-        if colorspace == "Gray":
-            grey = _simplejpeg(data, "GRAY", source)
-            return np.repeat(grey.reshape(height, width, 1), 3, axis=2)
-        return _simplejpeg(data, "RGB", source)
-    except MemoryError:
-        raise _memory_error(source, width, height) from None
 
 
 def _pillow_to_rgb(img: Image.Image, source: str) -> np.ndarray:
@@ -317,11 +103,6 @@ def _open_pillow(data: bytes, source: str, kind: str | None,
                                  "cannot parse it)") from None
     except Exception as e:  # Pillow raises many types for damaged headers
         raise ImageError(source, f"corrupt or truncated {kind} header ({_short(e)})") from None
-
-
-def _memory_error(source: str, width: int, height: int) -> ImageError:
-    return ImageError(source, f"not enough memory to decode this {width}x{height} image "
-                              "(lower max_pixels / --max-pixels to refuse such images early)")
 
 
 def _short(e: BaseException) -> str:
