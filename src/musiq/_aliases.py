@@ -23,7 +23,7 @@ MOVED = {
     "locate": "network.locate", "download": "network.download",
     "factory": "network.factory", "outputs": "network.outputs",
     "imagenet": "network.imagenet",
-    "batching": "engine.batching", "staging": "engine.staging", "backend": "engine.ort",
+    "batching": "engine.batching", "staging": "engine.staging", "backend": "engine.runtimes",
     "export": "engine.export",
     "tables": "results.tables", "provenance": "results.provenance",
     "labels": "evaluation.labels", "metrics": "evaluation.metrics",
