@@ -81,18 +81,20 @@ def ray_engine(ckpt, files):
 
 
 def http_service(ckpt, files):
-    server = ServerProcess("--model", str(ckpt), "--max-files", "16")
+    # A generous deadline: on a loaded 2-core machine one pass can take many seconds.
+    server = ServerProcess("--model", str(ckpt), "--max-files", "16", "--timeout", "900")
+    out = []
     try:
-        out = []
-        for i in range(0, len(files), 8):
-            part = files[i:i + 8]
-            r = httpx.post(server.url + "/v1/score", timeout=120, files=[
+        for i in range(0, len(files), 4):
+            part = files[i:i + 4]
+            r = httpx.post(server.url + "/v1/score", timeout=900, files=[
                 ("file", (Path(f).name, Path(f).read_bytes())) for f in part])
             assert r.status_code == 200, r.text
             out += [row["score"] for row in r.json()["results"]]
-        return out
     finally:
-        assert server.stop() == 0
+        code = server.stop()
+    assert code == 0, server.output()
+    return out
 
 
 def training_validation(ckpt, files):

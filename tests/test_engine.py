@@ -69,7 +69,7 @@ def test_decode_workers_never_run_on_the_gpu():
 
 @pytest.fixture(scope="module")
 def wide_png(tmp_path_factory):
-    """1 x 200,000 pixels: 0.2 MP, but 6,259 tokens (each patch holds one row of pixels)."""
+    """1 x 200,000 pixels: 0.2 MP, but over 6,000 tokens (each patch holds one pixel row)."""
     path = tmp_path_factory.mktemp("wide") / "wide.png"
     Image.new("RGB", (200_000, 1), (90, 120, 30)).save(path)
     return path
@@ -81,7 +81,10 @@ def test_token_bound_refuses_before_the_model(scorer_1class, wide_png):
     start = time.perf_counter()
     (p,) = list(scorer.predict_many([wide_png]))
     assert time.perf_counter() - start < 30
-    assert p.score is None and "6,259 tokens, above the limit of 2,000" in p.error
+    from musiq.preprocess import token_count
+    n = token_count(1, 200_000, musiq.MULTI_SCALE)
+    assert n > 6000
+    assert p.score is None and f"{n:,} tokens, above the limit of 2,000" in p.error
     with pytest.raises(musiq.ImageError, match="tokens"):
         scorer.predict(wide_png)
 
