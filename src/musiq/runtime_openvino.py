@@ -108,7 +108,7 @@ class OpenVinoBackend:
                  threads: int | None = None, cache_dir: Path | None = None) -> None:
         import openvino as ov
 
-        from . import __version__
+        from ._version import __version__
         from .provenance import file_sha256
         if checkpoint is None:
             raise MusiqError("the openvino backend needs a model loaded from a file "

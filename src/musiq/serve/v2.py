@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from .. import __version__
+from .._version import __version__
 from .auth import check_api_key
 from .limits import check_declared_length, limited_stream
 from .v2_tensors import BINARY_HEADER, INPUT, InferRequest, output_tensors, parse_infer
