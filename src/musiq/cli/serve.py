@@ -28,6 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_model_options(p, several=True, max_pixels=SERVE_MAX_PIXELS, image_tokens=False)
     d = ServeConfig()
     g = p.add_argument_group("server")
+    _limit_options(g, d)
+    _access_options(g, d)
+    _ray_options(p)
+    g.add_argument("--log-level", default="info",
+                   choices=("critical", "error", "warning", "info", "debug"))
+    g.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    p.set_defaults(func=run)
+
+
+def _limit_options(g, d: ServeConfig) -> None:
+    """Address, batching, queue, sizes and deadlines."""
     g.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     g.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     g.add_argument("--max-batch-size", type=int, default=d.max_batch_size, metavar="N",
@@ -62,6 +73,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-tokens", type=int, default=d.max_tokens, metavar="N",
                    help="refuse images that would make more than N tokens (all scales) with "
                         f"422, before tokenising (default {d.max_tokens:,}; 0 = no limit)")
+
+
+def _access_options(g, d: ServeConfig) -> None:
+    """Who may call, and how connections are bounded."""
     g.add_argument("--allowed-host", action="append", metavar="NAME",
                    help="accept this Host header name (repeat; '*' = any; default: the bound "
                         "host, and localhost names for a loopback bind)")
@@ -85,6 +100,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with an API key, require it on every route but /healthz (/metrics, "
                         "/docs, /openapi.json and the page too; browsers then cannot open the "
                         "page without a proxy adding the key); default: only /v1/*")
+
+
+def _ray_options(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("engine")
     r.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (default); ray: a Ray Serve deployment of "
@@ -97,10 +115,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPUs Ray reserves per replica (default 1)")
     r.add_argument("--replica-gpus", type=float, default=0.0, metavar="F",
                    help="GPUs per replica, fractions share one (e.g. 0.5; default 0)")
-    g.add_argument("--log-level", default="info",
-                   choices=("critical", "error", "warning", "info", "debug"))
-    g.add_argument("--no-access-log", action="store_true", help="do not log each request")
-    p.set_defaults(func=run)
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:

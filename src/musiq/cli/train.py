@@ -20,6 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune on labelled images",
                        description=__doc__.split("\n")[0])
     d = TrainConfig(labels="", output="")
+    _data_options(p)
+    _model_options(p, d)
+    _optimisation_options(p, d)
+    _runtime_options(p, d)
+    add_label_options(p)
+    p.set_defaults(func=run)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--labels", "-l", required=True, metavar="TRAIN.csv",
                    help="training labels (default columns: image, mos)")
@@ -28,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: the label file's folder)")
     g.add_argument("--val-images", metavar="DIR", help="folder of the validation images "
                    "(default: --images if given, else the validation file's folder)")
+
+
+def _model_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--init", default=d.init, metavar="NAME|PATH",
                    help="starting checkpoint: imagenet (default), koniq, ... or a .npz path")
@@ -48,6 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not train the patch stem (convolutions and patch embedding)")
     g.add_argument("--freeze-blocks", type=int, default=d.freeze_blocks, metavar="N",
                    help="do not train anything below encoder block N (0-14; default 0)")
+
+
+def _optimisation_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs, metavar="N")
     g.add_argument("--batch-size", "-b", type=int, default=d.batch_size, metavar="N",
@@ -69,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cap on native-resolution tokens per training image (default 512; "
                         "-1 = all)")
     g.add_argument("--seed", type=int, default=d.seed)
+
+
+def _runtime_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default)")
     g.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default=d.amp,
@@ -88,8 +106,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the run saved in the work dir")
     g.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar (it is shown only when stderr is a terminal)")
-    add_label_options(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
