@@ -29,6 +29,7 @@ from .decode import max_file_bytes
 from .distributed_inputs import _ray, ray_available, read_images
 from .distributed_inputs import inputs as _inputs
 from .errors import ImageError, MusiqError
+from .memory import bound_allocator
 from .preprocessor import Preprocessor
 from .reading import bytes_value, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
@@ -63,6 +64,7 @@ def _decode_batch(batch: Any, preprocessor: Preprocessor, max_bytes: int | None)
     and either ``bytes`` (checked by :func:`musiq.reading.bytes_value`) or nothing more (the
     file is read here, by :func:`musiq.reading.read_source`), and maybe an ``error``."""
     import pyarrow as pa
+    bound_allocator()  # a decode task's process decodes images of many sizes
     names = batch.column_names
     paths = batch.column("path").to_pylist()
     has_bytes = "bytes" in names

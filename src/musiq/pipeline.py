@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 
 from . import shm
 from .decode import ImageInput, source_name
+from .memory import bound_allocator
 from .preprocessor import Prepared, Preprocessor
 from .watchdog import exit_with_parent
 
@@ -32,6 +33,7 @@ def _init_worker() -> None:
     # Ctrl-C is the parent's to handle (it shuts the pool down); no traceback per worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()  # no orphans after the parent is killed (kill -9)
+    bound_allocator()  # decoded images of many sizes: memory stays flat (musiq.memory)
     # Preprocessing is NumPy element-wise work: one thread per worker process.
     try:
         import torch

@@ -21,6 +21,7 @@ from .batching import Reorder, schedule
 from .decode import DEFAULT_MAX_PIXELS, ImageInput, source_name
 from .errors import ImageError, MusiqError
 from .factory import ModelSource, create_model
+from .memory import bound_allocator
 from .model import Musiq, PackedBatch
 from .outputs import interpret, output_kind
 from .pipeline import Prepared, iter_prepared
@@ -134,6 +135,7 @@ class Scorer:
         if "device" in kwargs and isinstance(kwargs["device"], torch.device):
             kwargs["device"] = str(kwargs["device"])
         self.options = opts = options or ScorerOptions(**kwargs)
+        bound_allocator()  # memory flat over images of many sizes (musiq.memory)
         source: ModelSource = getattr(model, "source", None) or ModelSource()
         self.path = path if path is not None else source.path
         self.info = info if info is not None else source.info
@@ -506,5 +508,6 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     if isinstance(device, torch.device):
         device = str(device)
     opts = ScorerOptions(device=device, **options)
+    bound_allocator()  # before the weights are read: they are mapped, not left in the heap
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
     return Scorer(net, options=opts)
