@@ -79,3 +79,12 @@ def test_bound_is_idempotent_and_release_is_safe():
     assert memory.bound_allocator() is memory.bound_allocator()
     assert memory.release() in (True, False)
     assert memory.MMAP_THRESHOLD_BYTES <= 2**20 < 4 * 2**20
+
+
+def test_threshold_override(monkeypatch):
+    from musiq import memory
+    for text, want in (("", memory.MMAP_THRESHOLD_BYTES), ("1048576", 2**20), ("0", 0),
+                       ("-5", 0), ("lots", memory.MMAP_THRESHOLD_BYTES),
+                       (str(2**40), 32 * 2**20)):
+        monkeypatch.setenv(memory.ENV_THRESHOLD, text)
+        assert memory._threshold() == want, text

@@ -4,11 +4,12 @@ Every new image size gives tensors of new sizes. glibc's malloc serves blocks of
 its *mmap threshold* with ``mmap`` (given back to the system when freed), but it raises that
 threshold to the size of every such block freed, up to 32 MiB: after a few passes every
 activation comes from the heap, where blocks of ever-new sizes fragment it, and the heap is
-never given back. ``predict_many`` over mixed-size JPEGs grew by about 2 MB per image this
-way (417 -> 577 MB over 100 images, still rising; 473 MB -> 1.56 GB over 1,000 in the
-report). :func:`bound_allocator` fixes the threshold (which also switches the raising off),
-so large tensors are mapped and unmapped and the heap holds only small objects: the same
-100 images stayed at 397-407 MB.
+never given back. ``predict_many`` over 100 JPEGs of new sizes grew 417 -> 623 MB this way,
+still rising (473 MB -> 1.56 GB over 1,000 in the report). :func:`bound_allocator` fixes
+the threshold (which also switches the raising off), so large tensors are mapped and
+unmapped and the heap holds only small objects: the same 100 images stayed at 376-407 MB.
+It costs page faults (1.14-1.17x the time on 2 loaded shared cores); ``$MUSIQ_MMAP_THRESHOLD``
+(bytes; 0: glibc's defaults) changes it. Figures: docs/performance.md.
 
 The other per-shape caches are bounded by construction: oneDNN creates no primitive on the
 CPU path (the model's convolutions and matmuls do not go through it; its cache holds at most
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 #: glibc's ``mallopt`` parameter numbers (malloc.h).
@@ -29,7 +31,9 @@ M_MMAP_THRESHOLD = -3
 
 #: Blocks of at least this many bytes are mapped (and unmapped when freed): glibc's own
 #: starting value, kept instead of being raised with every large block freed.
+#: ``$MUSIQ_MMAP_THRESHOLD`` (bytes) overrides it; 0 leaves glibc's defaults alone.
 MMAP_THRESHOLD_BYTES = 128 * 1024
+ENV_THRESHOLD = "MUSIQ_MMAP_THRESHOLD"
 #: Free memory at the top of the heap above this is given back to the system.
 TRIM_THRESHOLD_BYTES = 4 * 1024 * 1024
 
@@ -57,13 +61,24 @@ def bound_allocator() -> bool:
         return False
     if _state["applied"]:
         return True
+    threshold = _threshold()
     libc = _libc()
-    if libc is None:
+    if libc is None or not threshold:
         return False
-    ok = (libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+    ok = (libc.mallopt(M_MMAP_THRESHOLD, threshold) == 1
           and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1)
     _state["applied"] = ok
     return ok
+
+
+def _threshold() -> int:
+    text = os.environ.get(ENV_THRESHOLD, "").strip()
+    try:
+        value = int(text) if text else MMAP_THRESHOLD_BYTES
+    except ValueError:
+        value = MMAP_THRESHOLD_BYTES
+    # glibc refuses values above HEAP_MAX/2 (32 MiB on 64-bit); 0 (or less): no bound.
+    return min(max(value, 0), 32 * 2**20)
 
 
 def unbound() -> None:
