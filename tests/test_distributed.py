@@ -256,3 +256,17 @@ def test_uri_folders_and_globs_are_listed_as_the_cli_lists_folders(hostile_folde
     assert {Path(p).name for p in _expand_remote(f"{uri}/**/*")} == names | {IMAGES[3]}
     assert _uri_rows(f"{uri}/*.png", False) == [
         {"path": f"{uri}/*.png", "error": "no file matches this pattern"}]
+
+
+def test_read_images_reads_with_the_same_checks(local_ray, hostile_folder):
+    from musiq.distributed import read_images
+    d = hostile_folder
+    missing: list[str] = []
+    rows = read_images([str(d), str(d / "gone.jpg")], missing=missing).take_all()
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert missing == [str(d / "gone.jpg")]
+    assert sorted(by_name) == sorted(IMAGES[:3] + ["huge.jpg", "pipe.jpg", "loop.jpg"])
+    for name in IMAGES[:3]:
+        assert by_name[name]["bytes"] == (d / name).read_bytes() and not by_name[name]["error"]
+    huge = by_name["huge.jpg"]
+    assert huge["bytes"] is None and "above the limit" in huge["error"]

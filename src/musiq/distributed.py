@@ -7,7 +7,8 @@
 The stages: CPU tasks read each file by path with the local engine's checks
 (:func:`musiq.reading.read_source`: regular files only, size bound before reading), or take
 the ``bytes`` and ``path`` columns of a Parquet dataset / ``ray.data.Dataset`` (checked by
-:func:`musiq.reading.bytes_value`), and decode them with :meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
+:func:`musiq.reading.bytes_value`), and decode them with
+:meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
 and pass uint8 pixels on (``pixels`` flattened + ``height``/``width``), never float tokens;
 an actor pool (``map_batches`` with a callable class) tokenises and scores them with the
 :class:`~musiq.scorer.Scorer`'s own batching (length-sorted within each Ray batch). The
@@ -159,8 +160,8 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     ``source``: see :func:`read_images` (paths, folders, globs, filesystem URIs, a Parquet
     dataset of ``bytes``/``path``, or a ``ray.data.Dataset``); folders and globs are
     expanded as the CLI expands them (image suffixes; subfolders only with ``recursive``)
-    and every file is read with the local engine's checks (:mod:`musiq.reading`). ``model``: a registry name, a
-    ``.npz`` path or a loaded :class:`Scorer` (loaded once here; the weights reach each actor
+    and every file is read with the local engine's checks (:mod:`musiq.reading`).
+    ``model``: a registry name, a ``.npz`` path or a loaded :class:`Scorer` (loaded once here; the weights reach each actor
     once through the object store). ``concurrency``: model actors (an int or a ``(min,
     max)`` autoscaling range); ``num_gpus``/``num_cpus``: resources per actor (fractions
     allowed: 0.5 puts two actors on a GPU); ``batch_size``: images per Ray batch to an actor,

@@ -23,6 +23,7 @@ from .engine.stream import run_stream
 from .errors import ImageError, MusiqError
 from .factory import ModelSource, create_model
 from .failures import NON_FINITE
+from .memory import bound_if_asked
 from .model import Musiq
 from .outputs import interpret, output_kind
 from .pipeline import iter_prepared
@@ -297,5 +298,6 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
             raise TypeError("give either options= or option keywords, not both")
     else:
         opts = ScorerOptions(device=device, **options)
+    bound_if_asked()  # before the weights are read (musiq.memory)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
     return Scorer(net, options=opts, fresh=True)

@@ -13,12 +13,14 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..batching import Reorder, schedule
+from ..memory import release
 from ..preprocessor import Prepared
 from .runtime import Engine, Failure
 
 __all__ = ["run_stream"]
 
-Row = "np.ndarray | Failure"
+#: Images scored between two hand-backs of free heap pages to the system.
+RELEASE_EVERY = 8
 
 
 def run_stream(engine: Engine, prepared: Iterable[Prepared], *, batch_size: int,
@@ -37,9 +39,19 @@ def run_stream(engine: Engine, prepared: Iterable[Prepared], *, batch_size: int,
             else:
                 order.put(item.index, (item, Failure(item.error or "not scored")))
 
+    since_release = 0
+
     def settle(done: Sequence[Prepared], launched: object) -> None:
+        nonlocal since_release
         for item, row in zip(done, engine.finish(done, launched)):
             order.put(item.index, (item, row))
+        # Images of many sizes leave the heap fragmented (glibc keeps freed activations):
+        # hand the free pages back every few images, which keeps memory flat at no
+        # measurable cost (docs/performance.md, benchmarks/bench_memory.py).
+        since_release += len(done)
+        if since_release >= RELEASE_EVERY:
+            release()
+            since_release = 0
 
     depth = engine.plan.depth
     inflight: list[tuple[Sequence[Prepared], object]] = []
