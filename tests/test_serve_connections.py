@@ -49,7 +49,9 @@ def closed_by_server(s: socket.socket, timeout: float) -> bytes | None:
 
 
 def test_half_requests_do_not_lock_out_healthz(ckpt_1class):
-    srv = ServerProcess("--model", str(ckpt_1class), preexec_fn=low_nofile)
+    # 32 MiB of bodies: up to 32 multipart files spooled to disk, descriptors kept spare.
+    srv = ServerProcess("--model", str(ckpt_1class), "--max-body-memory-mb", "32",
+                        preexec_fn=low_nofile)
     socks = []
     try:
         socks = open_half_requests(srv.port, HALF)

@@ -40,13 +40,14 @@ def open_fds() -> int:
         return 64
 
 
-def connection_cap(requested: int) -> int:
+def connection_cap(requested: int, spool_files: int = 0) -> int:
     """``requested``, lowered to fit below the open-file limit (soft ``RLIMIT_NOFILE``) with
-    the descriptors open now and :data:`FD_RESERVE` to spare; at least 1."""
+    the descriptors open now, :data:`FD_RESERVE` and ``spool_files`` (multipart files spooled
+    to disk at once) to spare; at least 1."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return requested
-    return max(1, min(requested, soft - open_fds() - FD_RESERVE))
+    return max(1, min(requested, soft - open_fds() - FD_RESERVE - spool_files))
 
 
 def raw_answer(status: int, reason: str, detail: str) -> bytes:
