@@ -93,7 +93,8 @@ def test_readiness_503_is_not_a_refusal(ckpt_1class):
     from musiq.serve.app import create_app
 
     app = create_app([load(str(ckpt_1class), device="cpu")])
-    client = TestClient(app, base_url="http://127.0.0.1")  # no lifespan: the decode workers never start
+    # No lifespan: the decode workers never start, so the server is not ready.
+    client = TestClient(app, base_url="http://127.0.0.1")
     r = client.get("/healthz")
     assert r.status_code == 503 and r.json()["status"] == "stalled"
     text = client.get("/metrics").text

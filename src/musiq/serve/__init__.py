@@ -5,9 +5,10 @@ Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart)::
     bash scripts/setup.sh            # from a checkout: every extra
     musiq serve --model koniq --host 127.0.0.1 --port 8000
 
-Layout: ``config`` (limits) -> ``uploads`` / ``limits`` / ``auth`` (taking a request) ->
-``work`` (decode in killable worker processes, ``decoding``) -> ``batcher`` (model thread) -> ``app`` (routes), with
-``prometheus`` and ``page`` beside them.
+Layout: ``server`` (uvicorn with the ``connections`` limits) -> ``config`` (limits) ->
+``uploads`` / ``limits`` / ``auth`` (taking a request) -> ``work`` (decode in killable worker
+processes, ``decoding``) -> ``batcher`` (model thread) -> ``app`` (routes, ``schema``), with
+``prometheus``, ``page`` and ``apidocs`` beside them.
 """
 from .config import SERVE_MAX_PIXELS, ServeConfig
 

@@ -1,7 +1,8 @@
 """The FastAPI application of ``musiq serve``: routes, error answers and lifecycle.
 
 Routes: ``POST /v1/score``, ``GET /v1/models``, ``GET /healthz``, ``GET /metrics``, the page
-at ``/`` and the OpenAPI description at ``/openapi.json`` and (as a page) ``/docs``. See ``docs/serve.md`` for the contract.
+at ``/``, and the OpenAPI description at ``/openapi.json`` and (as a page) ``/docs``. See
+``docs/serve.md`` for the contract.
 """
 from __future__ import annotations
 

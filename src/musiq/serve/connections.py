@@ -6,7 +6,8 @@ connection that has not finished its request headers all the time in the world: 
 request lines held every file descriptor of a process with the usual 1,024 limit, so nothing
 else was accepted (``/healthz`` timed out) and asyncio logged one traceback per failed
 accept. Here every request's headers must arrive within ``header_timeout_s`` of its first
-byte (or of the connection opening), else the answer is 408 and the connection is closed;
+byte (or of the connection opening), else the answer is 408 and the connection is closed (as
+is one still sending, after that time, the body of a request answered without reading it);
 and at most ``cap`` connections are open: one more evicts the oldest connection still
 waiting for its headers (503), or is refused with 503 if every open connection has a
 request in progress.
@@ -39,13 +40,14 @@ def open_fds() -> int:
         return 64
 
 
-def connection_cap(requested: int) -> int:
+def connection_cap(requested: int, spool_files: int = 0) -> int:
     """``requested``, lowered to fit below the open-file limit (soft ``RLIMIT_NOFILE``) with
-    the descriptors open now and :data:`FD_RESERVE` to spare; at least 1."""
+    the descriptors open now, :data:`FD_RESERVE` and ``spool_files`` (multipart files spooled
+    to disk at once) to spare; at least 1."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return requested
-    return max(1, min(requested, soft - open_fds() - FD_RESERVE))
+    return max(1, min(requested, soft - open_fds() - FD_RESERVE - spool_files))
 
 
 def raw_answer(status: int, reason: str, detail: str) -> bytes:
@@ -102,11 +104,17 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self.conn.their_state is h11.IDLE:
-            self._start_header_clock()  # the first byte of a next request on this connection
+        # Bytes with no request in progress: the start of a next request, or the rest of a
+        # body the app answered without reading (which uvicorn lets a client dribble forever).
+        if self._header_timer is None and not self._in_progress():
+            self._start_header_clock()
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
+        if self._in_progress():
             self._stop_header_clock()
+
+    def _in_progress(self) -> bool:
+        """Whether a request's headers arrived and its answer is not complete."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _start_header_clock(self) -> None:
         self._header_timer = self.loop.call_later(self.guard.header_timeout_s,
@@ -125,9 +133,15 @@ class GuardedH11Protocol(H11Protocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if self._in_progress() or self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
             self._refuse(408, "Request Timeout", "the request headers did not arrive within "
                          f"{self.guard.header_timeout_s:g} s", "header_timeout")
+        else:  # still sending the body of a request that was answered: nothing to say
+            self._forget()
+            self.transport.close()
+            self.guard.on_refusal("header_timeout")
 
     def _refuse(self, status: int, reason: str, detail: str, label: str) -> None:
         self._forget()

@@ -8,6 +8,7 @@ import logging
 import socket
 
 import uvicorn
+from starlette.formparsers import MultiPartParser
 
 from .config import ServeConfig
 from .connections import AcceptErrorLog, ConnectionGuard, connection_cap
@@ -27,10 +28,15 @@ def build_server(app, config: ServeConfig, *, log_level: str = "info",
                  access_log: bool = True) -> Server:
     """A server for ``app`` (made by :func:`.app.create_app`) with ``config``'s connection
     limits; refusals are counted in the app's ``musiq_rejected_total``."""
-    cap = connection_cap(config.max_connections)
-    if cap < config.max_connections:
-        log.warning("at most %d connections (not %d): the open-file limit is lower; raise it "
-                    "with 'ulimit -n'", cap, config.max_connections)
+    # Multipart files above spool_max_size go to temporary files (one descriptor each); the
+    # body budget bounds how many can be open at once.
+    spooled = config.max_body_memory_bytes // MultiPartParser.spool_max_size
+    cap = connection_cap(config.max_connections, spooled)
+    if cap < config.max_connections:  # a warning only when the number was asked for
+        explicit = config.max_connections != ServeConfig().max_connections
+        log.log(logging.WARNING if explicit else logging.INFO,
+                "at most %d connections (not %d): the open-file limit is lower; raise it with "
+                "'ulimit -n'", cap, config.max_connections)
     metrics = app.state.service.metrics
     guard = ConnectionGuard(cap, config.header_timeout_s,
                             on_refusal=lambda reason: metrics.rejected.inc(reason=reason))
