@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from .._version import __version__
 from .auth import check_api_key
-from .limits import check_declared_length, limited_stream
+from .limits import QueueFull, check_declared_length, limited_stream, refused
 from .v2_tensors import BINARY_HEADER, INPUT, InferRequest, output_tensors, parse_infer
 from .work import Outcome, score_upload
 
@@ -94,17 +94,25 @@ def router(service: "Service") -> APIRouter:
         check_api_key(request, config.api_key)
         scorer = service.pick(name)
         check_declared_length(request, config.max_upload_bytes)
+        hold = service.body_budget.hold()  # the same byte budget as /v1/score's bodies
         try:
-            body = await asyncio.wait_for(_read(request), config.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise HTTPException(408, f"the request body did not arrive within the limit of "
-                                     f"{config.body_timeout_s:g} s") from None
-        parsed = parse_infer(body, request.headers.get(BINARY_HEADER), config.max_files)
-        outcomes = await admitted(service, scorer.name, parsed)
-        return answer(scorer, parsed, outcomes)
+            try:
+                body = await asyncio.wait_for(_read(request, hold), config.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within the limit "
+                                         f"of {config.body_timeout_s:g} s") from None
+            parsed = parse_infer(body, request.headers.get(BINARY_HEADER), config.max_files)
+            try:
+                outcomes = await admitted(service, scorer.name, parsed)
+            except QueueFull as e:
+                raise refused(request, "queue_full", e) from None
+            return answer(scorer, parsed, outcomes)
+        finally:
+            hold.release()
 
-    async def _read(request: Request) -> bytes:
-        return b"".join([c async for c in limited_stream(request, config.max_upload_bytes)])
+    async def _read(request: Request, hold) -> bytes:
+        return b"".join([c async for c in limited_stream(request, config.max_upload_bytes,
+                                                         hold)])
 
     return r
 
