@@ -190,6 +190,15 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
     apidocs.register(app)
     app.include_router(v2.router(service))
+    _status_routes(app, service)
+    _score_routes(app, service)
+    _page_routes(app, page)
+    return app
+
+
+def _status_routes(app: FastAPI, service: Service) -> None:
+    """``/healthz``, ``/metrics`` and ``/v1/models``."""
+    config = service.config
 
     @app.get("/healthz", summary="200 when the scoring loop is ready, 503 when it is stalled",
              response_model=HealthAnswer, responses={503: {
@@ -222,6 +231,11 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
                        "timeout_s": config.timeout_s},
         }
 
+
+def _score_routes(app: FastAPI, service: Service) -> None:
+    """``POST /v1/score``."""
+    config = service.config
+
     @app.post("/v1/score", summary="Score one or more images", response_model=ScoreAnswer,
               responses=SCORE_ERRORS, openapi_extra=SCORE_BODY)
     async def score(request: Request,
@@ -238,55 +252,14 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
         multipart = is_multipart(request)
         hold = service.body_budget.hold()
         try:
-            return await _admit_and_score(request, scorer, batcher, multipart, filename, hold)
+            return await _admit_and_score(service, request, scorer, batcher, multipart,
+                                          filename, hold)
         finally:
             hold.release()
 
-    async def _admit_and_score(request: Request, scorer: Scorer, batcher: Batcher,
-                               multipart: bool, filename: str | None, hold) -> JSONResponse:
-        # The whole body first, under its own deadline, and only then a queue slot: a client
-        # that stops sending holds a connection for body_timeout_s, never the queue.
-        try:
-            uploads = await asyncio.wait_for(_read(request, multipart, filename, hold),
-                                             config.body_timeout_s)
-        except asyncio.TimeoutError:
-            raise HTTPException(408, f"the request body did not arrive within the limit of "
-                                     f"{config.body_timeout_s:g} s") from None
-        try:
-            service.admission.acquire(len(uploads), batcher.seconds_per_image)
-        except QueueFull as e:
-            raise refused(request, "queue_full", e) from None
-        service.inflight += 1
-        try:
-            return await asyncio.wait_for(_score(scorer, multipart, uploads), config.timeout_s)
-        except asyncio.TimeoutError:
-            raise HTTPException(504, f"request took longer than the limit of "
-                                     f"{config.timeout_s:g} s") from None
-        finally:
-            service.inflight -= 1
-            service.admission.release(len(uploads))
 
-    async def _read(request: Request, multipart: bool, filename: str | None,
-                    hold) -> list[Upload]:
-        if multipart:
-            return await read_multipart(request, config.max_upload_bytes, config.max_files,
-                                        hold)
-        return [await read_raw(request, config.max_upload_bytes, filename, hold)]
-
-    async def _score(scorer: Scorer, multipart: bool, uploads: list[Upload]) -> JSONResponse:
-        batcher = service.batchers[scorer.name]
-        pool = service.decode_pools[service.options(scorer)]
-        outcomes: list[Outcome] = await asyncio.gather(
-            *(score_upload(u, scorer, batcher, pool, service.token_slots) for u in uploads))
-        for o in outcomes:
-            service.metrics.images.inc(outcome="ok" if o.error is None else "error")
-        if not multipart and outcomes[0].error is not None:
-            o = outcomes[0]
-            return JSONResponse({"detail": f"{o.filename}: {o.error}"}, status_code=o.status)
-        desc = service.describe(scorer)
-        return JSONResponse({"model": scorer.name, "kind": scorer.kind,
-                             "score_range": desc["score_range"],
-                             "results": [o.to_json() for o in outcomes]})
+def _page_routes(app: FastAPI, page: Page) -> None:
+    """The web page and its files."""
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
@@ -300,4 +273,56 @@ def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
     async def static(name: str) -> Response:
         return page.response(name)
 
-    return app
+
+async def _admit_and_score(service: Service, request: Request, scorer: Scorer,
+                           batcher: Batcher, multipart: bool, filename: str | None,
+                           hold) -> JSONResponse:
+    """Read the body under its deadline, take queue slots, score; the answer."""
+    config = service.config
+    # The whole body first, under its own deadline, and only then a queue slot: a client
+    # that stops sending holds a connection for body_timeout_s, never the queue.
+    try:
+        uploads = await asyncio.wait_for(_read(config, request, multipart, filename, hold),
+                                         config.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(408, f"the request body did not arrive within the limit of "
+                                 f"{config.body_timeout_s:g} s") from None
+    try:
+        service.admission.acquire(len(uploads), batcher.seconds_per_image)
+    except QueueFull as e:
+        raise refused(request, "queue_full", e) from None
+    service.inflight += 1
+    try:
+        return await asyncio.wait_for(_score_all(service, scorer, multipart, uploads),
+                                      config.timeout_s)
+    except asyncio.TimeoutError:
+        raise HTTPException(504, f"request took longer than the limit of "
+                                 f"{config.timeout_s:g} s") from None
+    finally:
+        service.inflight -= 1
+        service.admission.release(len(uploads))
+
+
+async def _read(config: ServeConfig, request: Request, multipart: bool,
+                filename: str | None, hold) -> list[Upload]:
+    if multipart:
+        return await read_multipart(request, config.max_upload_bytes, config.max_files,
+                                    hold)
+    return [await read_raw(request, config.max_upload_bytes, filename, hold)]
+
+
+async def _score_all(service: Service, scorer: Scorer, multipart: bool,
+                     uploads: list[Upload]) -> JSONResponse:
+    batcher = service.batchers[scorer.name]
+    pool = service.decode_pools[service.options(scorer)]
+    outcomes: list[Outcome] = await asyncio.gather(
+        *(score_upload(u, scorer, batcher, pool, service.token_slots) for u in uploads))
+    for o in outcomes:
+        service.metrics.images.inc(outcome="ok" if o.error is None else "error")
+    if not multipart and outcomes[0].error is not None:
+        o = outcomes[0]
+        return JSONResponse({"detail": f"{o.filename}: {o.error}"}, status_code=o.status)
+    desc = service.describe(scorer)
+    return JSONResponse({"model": scorer.name, "kind": scorer.kind,
+                         "score_range": desc["score_range"],
+                         "results": [o.to_json() for o in outcomes]})
