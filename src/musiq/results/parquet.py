@@ -53,6 +53,24 @@ def read_journal(path: str, *, repair: bool = False) -> list[Prediction]:
     return [r.prediction for r in rows]
 
 
+def _journal_chunks(path: str, size: int) -> Iterator[list[Prediction]]:
+    """The journal's whole rows, ``size`` at a time (memory bounded by ``size`` rows)."""
+    jpath = journal_path(path)
+    chunk: list[Prediction] = []
+    with open(jpath, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
+                break  # a last line cut by a crash
+            if raw.strip():
+                line = raw.decode(ENCODING, ERRORS)
+                chunk.append(parse_jsonl(line, f"{jpath} line {n}")[0][0].prediction)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
 def _read_table(path: str, columns: list[str] | None = None):
     pq = require_pyarrow() and __import__("pyarrow.parquet", fromlist=["parquet"])
     try:
@@ -148,10 +166,10 @@ class ParquetWriter:
             for table in self._previous():
                 present.update(table.column("path").to_pylist())
                 out.write_table(table.replace_schema_metadata(self.schema.metadata))
-            # Rows already in the file: a stop between the rename and the journal's removal.
-            rows = [p for p in read_journal(self.path) if p.source not in present]
-            for i in range(0, len(rows), self.rows):
-                table = predictions_table(rows[i:i + self.rows], self.kind)
+            for rows in _journal_chunks(self.path, self.rows):
+                # Rows already in the file: a stop between the rename and the journal's removal.
+                rows = [p for p in rows if p.source not in present]
+                table = predictions_table(rows, self.kind)
                 out.write_table(table.replace_schema_metadata(self.schema.metadata))
 
 
