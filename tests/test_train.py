@@ -135,7 +135,24 @@ def test_cli_train_from_imagenet_structure(small_set, ckpt_1000class, tmp_path):
     assert "epoch 1/1" in p.stderr and "val SRCC" in p.stderr
     s = musiq.load(out)
     assert (s.variant.num_classes, s.variant.num_scales) == (1, 3)
-    assert (tmp_path / "mine.train" / "state.pt").exists()
+    # A finished run keeps its result and history, not 400 MB of run files (issue 19).
+    assert sorted(p.name for p in (tmp_path / "mine.train").iterdir()) == ["history.json"]
+    assert "--keep-run-files keeps them" in p.stderr
+    assert "for 1 epoch, 2 steps each" in p.stderr  # 10 images, batches of 5
+
+
+def test_counts_read_as_english():
+    from musiq.training.trainer import _n
+    assert (_n(1, "step"), _n(2, "step"), _n(0, "epoch")) == ("1 step", "2 steps", "0 epochs")
+
+
+def test_remove_run_files_keeps_history(tmp_path):
+    from musiq.cli.train import remove_run_files
+    for name, size in (("epoch_001.npz", 10), ("best.npz", 20), ("state.pt", 30),
+                       ("history.json", 5), ("best.npz.partial", 1)):
+        (tmp_path / name).write_bytes(b"x" * size)
+    assert remove_run_files(tmp_path) == 61
+    assert [p.name for p in tmp_path.iterdir()] == ["history.json"]
 
 
 def test_schedule_losses_head_and_ridge():

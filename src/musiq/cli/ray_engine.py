@@ -8,7 +8,11 @@ CLI's writers, so every output format, the progress bar and ``--resume`` work as
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import sys
+import tempfile
 from typing import Iterator
 
 from ..errors import MusiqError
@@ -24,16 +28,21 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
     if not ray.is_initialized():
         # The driver's own stdout carries results: Ray's worker logs and bars stay off it.
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        quiet = quiet_ray_logs(local=not args.ray_address)
         kw = dict(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-        try:
-            if args.ray_address:
-                ray.init(address=args.ray_address, **kw)
-            else:
-                ray.init(num_cpus=args.ray_cpus, **kw)
-                started = True
-        except Exception as e:
-            where = args.ray_address or "a local Ray"
-            raise MusiqError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
+        with _native_stderr(capture=quiet) as native:
+            try:
+                if args.ray_address:
+                    ray.init(address=args.ray_address, **kw)
+                else:
+                    ray.init(num_cpus=args.ray_cpus, **kw)
+                    started = True
+            except Exception as e:
+                where = args.ray_address or "a local Ray"
+                said = native.text() if native else ""
+                raise MusiqError(f"cannot start or join {where}: {str(e).splitlines()[0]}"
+                                 + (f"\n{said}" if said else "")) from None
+    _quiet_ray_data()
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -49,6 +58,60 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
     finally:
         if started:
             ray.shutdown()
+
+
+def quiet_ray_logs(local: bool) -> bool:
+    """Keep a successful run's stderr to musiq's own lines. For the local Ray started for the
+    run, Ray's notice that it turned token authentication on (it stays on) is dropped; the
+    driver's C++ core worker logs only fatal errors (it logs an error-level line about actor
+    restarts on every run; failures reach musiq as exceptions). Returns False when the user
+    set ``RAY_BACKEND_LOG_LEVEL`` (then Ray's native lines are shown as Ray prints them)."""
+    if local:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR)
+    if "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        return False
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
+    return True
+
+
+class _Captured:
+    def __init__(self, file) -> None:
+        self.file = file
+
+    def text(self, limit: int = 2000) -> str:
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace").strip()[-limit:]
+
+
+@contextlib.contextmanager
+def _native_stderr(capture: bool) -> Iterator["_Captured | None"]:
+    """While Ray starts, what is written to file descriptor 2 (Ray's C++ line saying which log
+    level it read from the environment; Python's ``sys.stderr`` too) goes to a temporary
+    file, shown only when the start fails."""
+    if not capture:
+        yield None
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield _Captured(f)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console lines (execution plan, 'progress bars disabled') go; its log file
+    in the Ray session folder keeps them."""
+    data = logging.getLogger("ray.data")
+    for handler in data.handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(max(handler.level, logging.WARNING))
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def add_ray_options(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from ..decode import DEFAULT_MAX_PIXELS
 from ..training.config import TrainConfig
@@ -102,6 +104,10 @@ def _runtime_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
                         "(default: OUT.train/ beside the output)")
     g.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints, metavar="K",
                    help="per-epoch checkpoints kept (newest; default 3)")
+    g.add_argument("--keep-run-files", action="store_true",
+                   help="keep the per-epoch checkpoints and resume state in the default work "
+                        "dir after the run finishes (removed then by default: hundreds of MB; "
+                        "history.json stays; a --work-dir you name is always kept)")
     g.add_argument("--resume", action="store_true",
                    help="continue the run saved in the work dir")
     g.add_argument("--quiet", "-q", action="store_true",
@@ -127,4 +133,26 @@ def run(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints, resume=args.resume, force=args.force)
     result = Trainer(config, progress=not args.quiet).fit()
     print(json.dumps(json_safe(result.to_dict()), indent=2))
+    if not args.work_dir and not args.keep_run_files:
+        work_dir = config.resolved_work_dir()
+        freed = remove_run_files(work_dir)
+        if freed:
+            print(f"musiq train: removed the finished run's checkpoints and resume state from "
+                  f"{work_dir} ({freed / 1e6:.0f} MB; --keep-run-files keeps them)",
+                  file=sys.stderr)
     return 0
+
+
+def remove_run_files(work_dir: Path) -> int:
+    """Delete a finished run's per-epoch checkpoints, ``best.npz`` and resume state (the
+    output holds the result); ``history.json`` stays. Returns the bytes freed."""
+    freed = 0
+    for pattern in ("epoch_*.npz", "best.npz", "state.pt", "*.partial"):
+        for path in work_dir.glob(pattern):
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue
+            freed += size
+    return freed

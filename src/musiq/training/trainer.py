@@ -248,7 +248,8 @@ class Trainer(HeadSurgery, RunState):
         if self.probe_lambda is not None:
             self.log(f"head initialised by a linear probe (ridge lambda {self.probe_lambda:g})")
         self.log(f"training {len(self.train_items)} images from {self.initialised_from} on "
-                 f"{self.device} for {c.epochs} epochs, {self.steps_per_epoch} steps each, "
+                 f"{self.device} for {_n(c.epochs, 'epoch')}, "
+                 f"{_n(self.steps_per_epoch, 'step')} each, "
                  f"loss {self.loss_name}, work dir {self.work_dir}")
         while self.epoch < c.epochs:
             if stop_after is not None and self.epoch >= stop_after:
@@ -303,3 +304,8 @@ def train(labels: str | os.PathLike, output: str | os.PathLike, **options) -> Tr
     """
     kw = {k: options.pop(k) for k in ("log", "progress") if k in options}
     return Trainer(TrainConfig(labels=labels, output=output, **options), **kw).fit()
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
