@@ -112,7 +112,11 @@ def test_occlusion_progress_on_a_terminal(ckpt_1class, tmp_path):
     crop = tmp_path / "crop.png"
     rgb = np.asarray(Image.open(PHOTO).convert("RGB"))
     Image.fromarray(rgb[100:170, 150:250]).save(crop)  # 4 x 3 patches: 12 passes
+    import fcntl
+    import struct
+    import termios
     main, sub = pty.openpty()
+    fcntl.ioctl(sub, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm's width
     try:
         p = subprocess.run([sys.executable, "-m", "musiq.cli.main", "explain", str(crop),
                             "--model", str(ckpt_1class), "--cell", "1", "-f", "json"],
