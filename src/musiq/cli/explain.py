@@ -3,7 +3,7 @@
 Occlusion (default) replaces cells of native 32-px patches by the image's mean colour and
 scores the occluded image again (one forward pass per cell); ``--method rollout`` adds the
 attention rollout from the CLS token. The PNG overlays each map on the image with a colour
-bar; ``--format json`` prints the grids (row-major, ``score(original) - score(occluded)``
+bar (a progress bar over the occlusion passes on a terminal); ``--format json`` prints the grids (row-major, ``score(original) - score(occluded)``
 for occlusion, in the model's score units) with the provenance.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 
 from ..errors import ImageError, MusiqError
 from .common import add_model_options, load_from_args
+from .evaluate import check_writable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,10 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.output and args.format != "json":
         raise MusiqError("musiq explain: give --output HEAT.png and/or --format json")
+    check_writable("--output", args.output)  # before the passes, not after them
     scorer = load_from_args(args)
     methods = tuple(dict.fromkeys(args.method or ["occlusion"]))
     try:
-        ex = explain(scorer, args.image, methods=methods, cell=args.cell)
+        ex = explain(scorer, args.image, methods=methods, cell=args.cell,
+                     progress=sys.stderr.isatty())
     except ImageError as e:
         print(f"musiq explain: {e}", file=sys.stderr)
         return 1

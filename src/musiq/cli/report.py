@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .evaluate import check_writable
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="HTML report of a scores file",
@@ -32,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..report import build_report
 
+    check_writable("--output", args.output)  # a missing folder is named, never created
     path = build_report(args.scores, args.output, embed=args.embed, thumb_size=args.thumb_size,
                         workers=args.workers, progress=sys.stderr.isatty() and not args.quiet,
                         title=args.title)
