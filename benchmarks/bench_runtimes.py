@@ -151,16 +151,22 @@ def main() -> None:
     ap.add_argument("--pyiqa-python", help="python of a venv with pyiqa")
     ap.add_argument("--huge", action="store_true", help="also 6000x4000 peak RSS (minutes)")
     ap.add_argument("--skip", nargs="*", default=[], choices=("model", "e2e", "load"))
+    ap.add_argument("--workdir", type=Path,
+                    help="reuse this folder's checkpoint, images and runtime cache")
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="musiq-bench-rt-"))
+    tmp = a.workdir or Path(tempfile.mkdtemp(prefix="musiq-bench-rt-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    print(f"work folder {tmp}", flush=True)
     os.environ["MUSIQ_RUNTIME_CACHE"] = str(tmp / "cache")
     ckpt = tmp / "ckpt.npz"
-    subprocess.run([sys.executable, str(HERE.parent / "tests" / "checkpoints.py"), str(ckpt),
-                    "--classes", "1"], check=True)
+    if not ckpt.is_file():
+        subprocess.run([sys.executable, str(HERE.parent / "tests" / "checkpoints.py"),
+                        str(ckpt), "--classes", "1"], check=True)
     files = []
     for i in range(16):
         files.append(str(tmp / f"img{i:02d}.jpg"))
-        make_image(Path(files[-1]), 1024, 768, seed=i)
+        if not Path(files[-1]).is_file():
+            make_image(Path(files[-1]), 1024, 768, seed=i)
     print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}", flush=True)
     if "model" not in a.skip:  # also fills the runtime cache for the timed loads below
         side_by_side(ckpt, Path(files[0]), a.rounds)
