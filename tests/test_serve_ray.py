@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,7 +25,7 @@ pytest.importorskip("tritonclient.http")
 
 import serving  # noqa: E402
 from raycluster import ENV, RayCluster  # noqa: E402
-from serving import ServerProcess  # noqa: E402
+from serving import ServerProcess, free_port  # noqa: E402
 from test_serve_v2 import AUTH, IMAGES, KEY, MAX_FILES, SERVER_ARGS, SMALL, V2Checks, \
     close  # noqa: E402
 
@@ -121,6 +123,21 @@ def test_page_health_metrics_key_and_refusals(url, models):
     assert r.status_code == 413
     metrics = httpx.get(url + "/metrics").text
     assert "musiq_requests_total" in metrics and 'route="/v1/score"' in metrics
+
+
+def test_a_second_server_on_the_same_serve_is_refused(ray_cluster, ray_server, models):
+    """Serve's HTTP port is fixed once started: a second musiq serve on another port, or a
+    second 'musiq' application, is a clear error that leaves the first one serving."""
+    for port, words in ((free_port(), f"already listens on 127.0.0.1:{ray_server.port}"),
+                        (ray_server.port, "already runs an application named 'musiq'")):
+        out = subprocess.run(
+            [sys.executable, "-m", "musiq.cli.main", "serve", "--engine", "ray",
+             "--ray-address", ray_cluster.address, "--host", "127.0.0.1", "--port", str(port),
+             "--model", str(models[0]), "--device", "cpu"],
+            capture_output=True, text=True, timeout=300, env={**os.environ, **ENV})
+        assert out.returncode != 0 and words in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+    assert httpx.get(ray_server.url + "/healthz").json()["status"] == "ok"
 
 
 def score_with_retries(url: str, name: str, attempts: int = 5) -> tuple[float, int]:

@@ -104,6 +104,13 @@ class V2Checks:
         with pytest.raises(InferenceServerException, match="API key"):
             client.get_model_metadata(models[1].name)
 
+    def test_line_broken_base64_is_accepted(self, url, models):
+        data = (IMAGES / SMALL[1]).read_bytes()
+        r = v2_post(url, models[0].name, tensor([base64.encodebytes(data).decode()]))
+        assert r.status_code == 200, r.text
+        (score,) = r.json()["outputs"][0]["data"]
+        assert close(score, v1_scores(url, models[0].name, [SMALL[1]])[0])
+
     def test_one_bad_image_keeps_the_others(self, url, models):
         client = httpclient.InferenceServerClient(url.removeprefix("http://"))
         good = SMALL[0]

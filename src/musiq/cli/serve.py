@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.engine == "ray":
         from ..serve.ray_engine import run_from_args
-        listen(args.host, args.port).close()  # a port in use fails here, not in Ray's proxy
+        if args.ray_address is None:  # a port in use fails here, not in Ray's proxy
+            listen(args.host, args.port).close()
         return run_from_args(args, config)
     # Listen before loading anything: a port in use fails at once, and the URL printed
     # below is one this process really serves.

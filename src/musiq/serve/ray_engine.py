@@ -85,7 +85,7 @@ def deployment(spec: ReplicaSpec, *, replicas: int, cpus: float, gpus: float):
 def run(spec: ReplicaSpec, *, port: int, address: str | None, replicas: int, cpus: float,
         gpus: float) -> int:
     """Start (or join, with ``address``) a Ray cluster, serve the app on ``spec.host:port``
-    until SIGTERM/SIGINT, then delete it (and stop the Ray this process started)."""
+    until SIGTERM/SIGINT, then delete it (and stop what this process started)."""
     try:
         import ray
         from ray import serve
@@ -95,14 +95,12 @@ def run(spec: ReplicaSpec, *, port: int, address: str | None, replicas: int, cpu
                          f"({e.name} is missing)") from None
     if replicas < 1:
         raise MusiqError("--replicas must be >= 1")
-    own_cluster = address is None
-    init = dict(include_dashboard=False, log_to_driver=False)
-    if own_cluster:
-        # Workers inherit this process's environment; the cluster listens on loopback only
-        # unless the service itself is bound elsewhere.
-        loopback = spec.host in ("127.0.0.1", "localhost")
-        init.update(_node_ip_address="127.0.0.1" if loopback else None)
-    ray.init(address=address, **{k: v for k, v in init.items() if v is not None})
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        serve_was_running = _check_serve(serve, spec.host, port)
+    except MusiqError:
+        ray.shutdown()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -121,13 +119,35 @@ def run(spec: ReplicaSpec, *, port: int, address: str | None, replicas: int, cpu
             pass
         print("musiq serve: stopping the Ray Serve application", file=sys.stderr, flush=True)
     finally:
-        _stop(serve, ray, own_cluster)
+        _stop(serve, ray, shutdown_serve=not serve_was_running)
     return 0
 
 
-def _stop(serve, ray, own_cluster: bool) -> None:
+def _check_serve(serve, host: str, port: int) -> bool:
+    """Whether Ray Serve already runs on the cluster; refuse (before changing anything) when
+    it listens elsewhere than ``host:port`` (its HTTP options are fixed once started) or
+    already has an application named ``musiq``."""
+    from ray.serve.context import _get_global_client  # no public way to read http_options
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return False
+    http = client.http_config
+    if (http.host, http.port) != (host, port):
+        raise MusiqError(f"Ray Serve on this cluster already listens on {http.host}:"
+                         f"{http.port}; use --host {http.host} --port {http.port}, or stop "
+                         "it first (serve shutdown)")
+    if APP_NAME in serve.status().applications:
+        raise MusiqError(f"Ray Serve on this cluster already runs an application named "
+                         f"'{APP_NAME}' (another musiq serve?); stop it first "
+                         f"(serve delete {APP_NAME})")
+    return True
+
+
+def _stop(serve, ray, *, shutdown_serve: bool) -> None:
+    """Delete the application; stop Serve too when this process started it (and Ray with
+    the driver when it was this process's own)."""
     try:
-        if own_cluster:
+        if shutdown_serve:
             serve.shutdown()
         else:
             serve.delete(APP_NAME)
