@@ -10,9 +10,9 @@ score interpretation); nothing here re-implements the model.
   ``score(original) - score(occluded)`` in the model's score units: positive where the region
   raises the score.
 * **Attention rollout** (Abnar & Zuidema 2020): per block, the head-averaged attention
-  probabilities (recomputed from q/k by a forward hook; the model's own forward is
-  unchanged) plus the identity for the residual, rows renormalised, multiplied through the
-  14 blocks; the map is the CLS row over the native-scale tokens (sums to at most 1).
+  probabilities (recomputed from q/k of each block's input, which the engine's torch forward
+  hands over through ``on_block``; the model's own forward is unchanged) plus the identity
+  for the residual, rows renormalised, multiplied through the 14 blocks; the map is the CLS row over the native-scale tokens (sums to at most 1).
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from .decode import ImageInput, source_name
 from .errors import MusiqError
+from .packed import PackedBatch
 from .preprocess import Tokens
 from .scorer import Scorer
 
@@ -124,19 +125,19 @@ ROLLOUT_BLOCK = 2 ** 22
 
 def _attention_inputs(scorer: Scorer, tokens: Tokens) -> list[tuple[torch.nn.Module,
                                                                     torch.Tensor]]:
-    """Each block's attention module with its input ``(1, s, hidden)``, from one forward
-    pass (the model's own forward is unchanged): L x s x hidden floats in all."""
+    """Each block's attention module with its input ``(1, s, hidden)`` (the block's input
+    after its first LayerNorm), from one forward pass of the torch network through the
+    engine (whatever runtime scores; ``Engine.forward``'s ``on_block``): L x s x hidden
+    floats in all."""
+    blocks = scorer.model.blocks
     seen: list[tuple[torch.nn.Module, torch.Tensor]] = []
 
-    def hook(module: torch.nn.Module, args: tuple) -> None:
-        seen.append((module, args[0].detach()))
+    def on_block(i: int, x: torch.Tensor) -> None:
+        seen.append((blocks[i].attention, blocks[i].ln0(x).detach()))
 
-    handles = [b.attention.register_forward_pre_hook(hook) for b in scorer.model.blocks]
-    try:
-        scorer.logits([tokens])
-    finally:
-        for h in handles:
-            h.remove()
+    batch = PackedBatch.from_tokens([tokens]).to(scorer.device)
+    with torch.inference_mode():
+        scorer.engine.forward(batch, on_block=on_block)
     return seen
 
 
