@@ -3,7 +3,8 @@
 The suite stands alone: everything it needs is in the repository. It never sees a user's
 checkpoints either: the checkpoint search (``$MUSIQ_CHECKPOINT_DIR``,
 ``./musiq_original/checkpoints``, the one beside the checkout, the user cache) is pointed at
-empty temporary folders for the whole session, subprocesses included (they inherit the environment).
+empty temporary folders for the whole session, subprocesses included (they inherit the
+environment).
 """
 from __future__ import annotations
 

@@ -20,7 +20,6 @@ import itertools
 import os
 import sys
 import time
-from typing import Iterator
 
 from ..errors import MusiqError
 from ..engine.plan import PRECISIONS
