@@ -12,11 +12,10 @@ import os
 import socket
 import sys
 
-import numpy as np
 
 from ..errors import MusiqError
 from ..serve.config import SERVE_MAX_PIXELS, ServeConfig
-from .common import add_model_options, load_from_args
+from .common import add_model_options, options_from_args
 
 API_KEY_ENV = "MUSIQ_API_KEY"
 
@@ -138,26 +137,23 @@ def config_from_args(args: argparse.Namespace) -> ServeConfig:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..serve.app import create_app
+        from ..serve.app import create_app, load_scorers
         from ..serve.server import build_server
     except ImportError as e:
         from ..extras import needs
         raise MusiqError(needs(f"musiq serve ({e.name} is missing)", "serve")) from None
     config = config_from_args(args)
+    load = dict(checkpoint_dir=args.checkpoint_dir, offline=args.offline,
+                options=options_from_args(args))  # every scoring option, checked now
     if args.engine == "ray":
         from ..serve.ray_engine import run_from_args
         if args.ray_address is None:  # a port in use fails here, not in Ray's proxy
             listen(args.host, args.port).close()
-        return run_from_args(args, config)
+        return run_from_args(args, config, load)
     # Listen before loading anything: a port in use fails at once, and the URL printed
     # below is one this process really serves.
     sock = listen(args.host, args.port)
-    scorers = []
-    for name in args.model or ["koniq"]:
-        scorer = load_from_args(args, name)
-        # Warm up so the first client does not pay for lazy initialisation.
-        scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
-        scorers.append(scorer)
+    scorers = load_scorers(args.model or ["koniq"], **load)
     try:
         app = create_app(scorers, config, host=args.host)
     except ValueError as e:

@@ -163,6 +163,20 @@ class MetricsMiddleware:
                 self.metrics.rejected.inc(reason=reason)
 
 
+def load_scorers(names: list[str] | tuple[str, ...], **load) -> list[Scorer]:
+    """The served models, loaded with ``musiq.load(name, **load)`` and warmed up (so that
+    the first client does not pay for lazy initialisation)."""
+    import numpy as np
+
+    from ..scorer import load as load_model
+    scorers = []
+    for name in names:
+        scorer = load_model(name, **load)
+        scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
+        scorers.append(scorer)
+    return scorers
+
+
 def create_app(scorers: list[Scorer], config: ServeConfig | None = None, *,
                host: str = "127.0.0.1") -> FastAPI:
     """The application serving ``scorers`` (the first is the default model); ``host`` is the

@@ -34,16 +34,8 @@ class ReplicaSpec:
 
 def build_app(spec: ReplicaSpec):
     """The FastAPI app of one replica, models loaded and warmed up."""
-    import numpy as np
-
-    from ..scorer import load
-    from .app import create_app
-    scorers = []
-    for name in spec.models:
-        scorer = load(name, **spec.load)
-        scorer.logits([scorer.tokens(np.zeros((32, 32, 3), np.uint8))])
-        scorers.append(scorer)
-    return create_app(scorers, spec.config, host=spec.host)
+    from .app import create_app, load_scorers
+    return create_app(load_scorers(spec.models, **spec.load), spec.config, host=spec.host)
 
 
 def deployment(spec: ReplicaSpec, *, replicas: int, cpus: float, gpus: float):
@@ -156,12 +148,11 @@ def _stop(serve, ray, *, shutdown_serve: bool) -> None:
     print("musiq serve: Ray Serve application stopped", file=sys.stderr, flush=True)
 
 
-def run_from_args(args, config: ServeConfig) -> int:
-    """``musiq serve --engine ray`` with the parsed command line ``args``."""
+def run_from_args(args, config: ServeConfig, load: dict) -> int:
+    """``musiq serve --engine ray`` with the parsed command line ``args``; ``load``: the
+    ``musiq.load`` arguments every replica loads its models with."""
     spec = ReplicaSpec(models=tuple(args.model or ["koniq"]), config=config, host=args.host,
-                       load=dict(checkpoint_dir=args.checkpoint_dir, device=args.device,
-                                 max_pixels=args.max_pixels or None,
-                                 exif_transpose=args.exif_transpose, offline=args.offline))
+                       load=load)
     return run(spec, port=args.port, address=args.ray_address, replicas=args.replicas,
                cpus=args.replica_cpus, gpus=args.replica_gpus)
 
