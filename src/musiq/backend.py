@@ -68,12 +68,7 @@ class OnnxRuntimeBackend:
             except OSError as e:
                 raise MusiqError(f"{cache}: cannot create the ONNX cache folder: "
                                  f"{e.strerror or e}") from None
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            try:
-                export_onnx(model, tmp, check=False)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            export_onnx(model, path, check=False)  # written aside, renamed when whole
         self.path = path
         self.session = OnnxRuntimeModel(path, threads=threads)
 

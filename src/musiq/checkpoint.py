@@ -18,6 +18,7 @@ import numpy as np
 
 from .architecture import KIND_BY_CLASSES, OFFICIAL, Architecture  # noqa: F401
 from .architecture import parameter_shapes as architecture_shapes
+from .atomic import atomic_write
 from .errors import CheckpointError
 
 PREFIX = "opt/target/"
@@ -186,9 +187,7 @@ def save_checkpoint(path: str | os.PathLike, params: dict[str, np.ndarray]) -> P
     Written to a temporary name and renamed, so a crash never leaves a half file.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     arrays = {PREFIX + k: np.asarray(v, np.float32) for k, v in sorted(params.items())}
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:  # exclusive temporary file: no planted link followed
         np.savez(f, **arrays)
-    os.replace(tmp, path)
     return path

@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import MusiqError
 from .labels import LabelColumns, LabelItem, read_labels
 from .metrics import LogisticFit, agreement, emd
@@ -156,9 +157,8 @@ def _add_emd(out: Evaluation, results: list[dict], bootstrap: int, confidence: f
 def write_json(path: str | os.PathLike, data: dict) -> Path:
     """Write JSON atomically (NaN written as null)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(json_safe(data), indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(json.dumps(json_safe(data), indent=2) + "\n")
     return path
 
 

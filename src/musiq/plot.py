@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .metrics import LogisticFit
 
 
@@ -52,7 +53,6 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     """Write a matplotlib figure as PNG under a temporary name, then rename it (no half file)."""
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:  # exclusive temporary file, renamed when whole
+        fig.savefig(f, format="png")
     return path
