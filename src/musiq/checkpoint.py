@@ -8,6 +8,7 @@ allocate memory, and arrays holding Python objects (pickles) are refused.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 import zlib
@@ -191,3 +192,20 @@ def save_checkpoint(path: str | os.PathLike, params: dict[str, np.ndarray]) -> P
     with atomic_write(path, "wb") as f:  # exclusive temporary file: no planted link followed
         np.savez(f, **arrays)
     return path
+
+
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, hashed once per (path, size, mtime) in this process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    if key not in _hash_cache:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _hash_cache[key] = h.hexdigest()
+    return _hash_cache[key]

@@ -12,35 +12,18 @@ append to a file written with other ones.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import file_sha256  # noqa: F401  (this module's name for it too)
 from .errors import MusiqError
 
 #: Fields whose difference makes two runs' scores incomparable.
 SCORE_FIELDS = ("checkpoint_sha256", "precision", "preprocessing")
 SIDECAR_SUFFIX = ".meta.json"
 PARQUET_KEY = b"musiq"
-
-_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, hashed once per (path, size, mtime) in this process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    if key not in _hash_cache:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _hash_cache[key] = h.hexdigest()
-    return _hash_cache[key]
-
 
 def describe(scorer: Any) -> dict:
     """Provenance of a :class:`musiq.Scorer`'s outputs (a JSON-ready dict).

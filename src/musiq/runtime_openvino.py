@@ -109,7 +109,7 @@ class OpenVinoBackend:
         import openvino as ov
 
         from ._version import __version__
-        from .provenance import file_sha256
+        from .checkpoint import file_sha256
         if checkpoint is None:
             raise MusiqError("the openvino backend needs a model loaded from a file "
                              "(musiq.load); a model changed in memory runs on torch")
