@@ -29,8 +29,9 @@ from .architecture import Architecture
 from .decode import max_file_bytes
 from .distributed_inputs import _ray, ray_available, read_images
 from .distributed_inputs import inputs as _inputs
-from .errors import ImageError, MusiqError
+from .errors import MusiqError
 from .engine.plan import make_plan
+from .failures import describe_failure
 from .preprocessor import Preprocessor
 from .reading import bytes_value, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
@@ -52,12 +53,8 @@ def _decode_one(path: Any, data: Any, has_bytes: bool, preprocessor: Preprocesso
                else read_source(source, max_bytes))
         rgb = preprocessor.pixels(raw)
         return source, rgb.tobytes(), rgb.shape[0], rgb.shape[1], None
-    except ImageError as e:
-        return source, b"", 0, 0, e.reason
-    except MemoryError:
-        return source, b"", 0, 0, "out of memory while decoding"
     except Exception as e:  # one odd file never stops a run over millions
-        return source, b"", 0, 0, f"{type(e).__name__}: {e}"
+        return source, b"", 0, 0, describe_failure(e, "decoding")
 
 
 def _decode_batch(batch: Any, preprocessor: Preprocessor, max_bytes: int | None) -> Any:

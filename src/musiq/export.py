@@ -28,6 +28,7 @@ from torch import nn
 
 from .atomic import replace_with
 from .errors import MusiqError
+from .architecture import OFFICIAL
 from .model import Musiq
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 #: Opset of the written file (ONNX Runtime >= 1.14 runs it).
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "tokens", "logits"
-TOKEN_FEATURES = 3075
+TOKEN_FEATURES = OFFICIAL.token_features + 3  #: 3072 pixel values, position, scale, mask
 
 
 class PaddedMusiq(nn.Module):
