@@ -127,3 +127,14 @@ def test_reduced_precision_keeps_the_head_in_float32(scorer_1class):
     scores = [scorer.score(rng.integers(0, 256, (64, 64 + i, 3), np.uint8)) for i in range(8)]
     steps = [abs(s * 4 - round(s * 4)) for s in scores]  # bf16 at 60 rounds to 0.25
     assert max(steps) > 1e-3, scores
+
+
+def test_pre_head_features_are_what_the_head_reads(scorer_1class, golden):
+    from conftest import GOLDEN
+    name = next(n for n in sorted(golden) if "logits" in golden[n]["1class"])
+    tokens = [scorer_1class.tokens(GOLDEN / "images" / name)]
+    feats = scorer_1class.engine.features(tokens)
+    assert feats.shape == (1, musiq.Architecture().hidden)
+    head = scorer_1class.model.head
+    logits = feats @ head.weight.detach().numpy().T + head.bias.detach().numpy()
+    assert abs(logits[0, 0] - golden[name]["1class"]["score"]) <= 1e-5

@@ -110,6 +110,16 @@ class Engine:
                 cls = m.encode(self.embed(batch), batch.lengths, on_block)
         return m.head(cls.float())
 
+    @torch.inference_mode()
+    def features(self, tokens: Sequence[Tokens]) -> np.ndarray:
+        """``(B, hidden)`` float32 pre-head features (the normalised CLS outputs) of several
+        tokenised images, by the torch network in fp32: what the head reads (e.g. for a
+        linear probe or retrieval)."""
+        batch = PackedBatch.from_tokens(tokens).to(self.device)
+        with exact_fp32(self.device):
+            cls = self.model.encode(self.embed(batch), batch.lengths)
+        return cls.float().cpu().numpy()
+
     # -- tokens or pixels in, logits out -----------------------------------------------------
     @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
