@@ -85,9 +85,10 @@ def notice(message: str) -> None:
 def cpu_has_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16, AMX-BF16, ARM BF16): OpenVINO's
     view where it is installed, else the CPU flags (True when they cannot be read)."""
-    from . import runtime_openvino
-    if runtime_openvino.available() is None:
-        return runtime_openvino.cpu_has_bf16()
+    from .runtime_openvino import available
+    from .runtime_openvino import cpu_has_bf16 as openvino_has_bf16
+    if available() is None:
+        return openvino_has_bf16()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -107,8 +108,8 @@ def choose(requested: str, device_type: str, precision: str, preprocess: str,
     if precision == "fp16":
         notice("fp16 runs on torch on CPU (the fast runtime does fp32 and bf16)")
         return "torch"
-    from . import runtime_openvino
-    why = runtime_openvino.available()
+    from .runtime_openvino import available
+    why = available()
     if why:
         notice(f"{why}: running torch (slower on CPU)")
         return "torch"
