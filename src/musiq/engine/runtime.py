@@ -126,7 +126,9 @@ class Engine:
         """``(B, num_classes)`` float32 logits of several tokenised images in one pass."""
         cap = getattr(self.runtime, "max_tokens", None)  # e.g. linear attention memory
         if self.runtime is not None and (cap is None or max(map(len, tokens)) <= cap):
-            return self.runtime.logits(tokens)
+            # One image per call: a padded batch would change an image's float32 rounding
+            # with its batch-mates, and a score must not depend on what it was batched with.
+            return np.concatenate([self.runtime.logits([t]) for t in tokens])
         batch = PackedBatch.from_tokens(tokens).to(self.device)
         return self.forward(batch).float().cpu().numpy()
 
