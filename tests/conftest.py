@@ -21,6 +21,10 @@ from checkpoints import main as _make_checkpoint
 # Tests never reach a real host: a named model that is missing must not start a download.
 # Download tests opt in explicitly against a local server (tests/fileserver.py).
 os.environ["MUSIQ_OFFLINE"] = "1"
+# Tests that are not about runtimes run the torch network: loading a converted runtime costs
+# seconds per model load, and the suite loads hundreds. The default runtime (auto: OpenVINO
+# on CPU) is tested where runtimes are the subject: test_backend.py, test_conformance.py.
+os.environ["MUSIQ_BACKEND"] = "torch"
 
 _ISOLATED = Path(tempfile.mkdtemp(prefix="musiq-tests-"))
 os.environ.pop("MUSIQ_CHECKPOINT_DIR", None)

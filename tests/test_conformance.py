@@ -49,7 +49,7 @@ def _load(ckpt: Path, **options) -> musiq.Scorer:
 
 
 def one_by_one(ckpt, files):
-    scorer = _load(ckpt)
+    scorer = _load(ckpt, backend="auto")
     return [scorer.predict(f).score for f in files]
 
 
@@ -133,7 +133,7 @@ def score_tensor(ckpt, files):
 #: name -> (how it scores, tolerance key)
 PATHS: dict[str, tuple[Callable, str]] = {
     "predict, default runtime": (one_by_one, "exact"),
-    "predict_many, default runtime": (batched, "exact"),
+    "predict_many, default runtime": (lambda c, f: batched(c, f, backend="auto"), "exact"),
     "predict_many, torch runtime": (lambda c, f: batched(c, f, backend="torch"), "exact"),
     "predict_many, torch, one per pass": (
         lambda c, f: batched(c, f, batch_size=1, backend="torch"), "exact"),

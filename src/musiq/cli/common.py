@@ -52,13 +52,13 @@ def options_from_args(args: argparse.Namespace) -> ScorerOptions:
     def get(name: str, default=None):
         return getattr(args, name, default)
 
+    runtime = {"backend": get("backend")} if get("backend") else {}  # else the default
     return ScorerOptions(
         device=args.device, max_pixels=args.max_pixels or None,
         exif_transpose=args.exif_transpose, max_batch_tokens=get("max_batch_tokens"),
         precision=get("precision", "fp32"), compile=get("compile", False),
-        backend=get("backend", "auto"), threads=get("threads"),
-        preprocess=get("preprocess", "auto"), workers=get("workers"),
-        max_tokens=get("max_tokens"))
+        threads=get("threads"), preprocess=get("preprocess", "auto"), workers=get("workers"),
+        max_tokens=get("max_tokens"), **runtime)
 
 
 def load_from_args(args: argparse.Namespace, model: str | None = None) -> "Scorer":

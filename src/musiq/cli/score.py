@@ -75,9 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "of seconds and was slower end to end in our measurements; "
                         "docs/performance.md; needs a working Triton/C++ toolchain)")
     g.add_argument("--backend", choices=("auto", "torch", "openvino", "onnxruntime"),
-                   default="auto",
-                   help="what runs the model: auto (default: openvino on CPU, torch on CUDA "
-                        "or where openvino cannot run), torch, openvino (CPU fp32/bf16; "
+                   default=None,
+                   help="what runs the model: auto (default, or $MUSIQ_BACKEND: openvino on "
+                        "CPU, torch on CUDA or where openvino cannot run), torch, openvino (CPU fp32/bf16; "
                         "converts the model once to a cache) or onnxruntime (CPU fp32, needs "
                         "the onnx extra); same fp32 scores within float32 rounding "
                         "(docs/performance.md)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: OpenVINO (CPU, fp32 and bf16; musiq.backend); ``auto`` is resolved by :func:`make_plan`.
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
+#: The runtime used when none is asked for (unset: ``auto``).
+BACKEND_ENV = "MUSIQ_BACKEND"
 #: Pixels per token at the native scale of a 32-pixel patch: the per-image token bound's
 #: default is ``max_pixels / TOKEN_PIXELS`` (50 MP -> 16,277 tokens: a 16 MP photo).
 TOKEN_PIXELS = 3072
@@ -73,8 +75,8 @@ class ScorerOptions:
     ``max_batch_tokens``: padded token slots per forward pass (None: 1024 on CPU, 65536 on
     CUDA); ``precision``: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast;
     ``compile``: ``torch.compile`` the patch stem (for GPUs), on bucketed patch counts;
-    ``backend``: the runtime: ``auto`` (default: OpenVINO on CPU for a model fresh from its
-    checkpoint file in fp32/bf16, else torch), ``torch``, ``openvino`` (CPU fp32/bf16) or
+    ``backend``: the runtime: ``auto`` (default, or ``$MUSIQ_BACKEND``: OpenVINO on CPU for a
+    model fresh from its checkpoint file in fp32/bf16, else torch), ``torch``, ``openvino`` (CPU fp32/bf16) or
     ``onnxruntime`` (CPU fp32);
     ``threads``: CPU threads of the model (None: torch's default, one per core);
     ``preprocess``: where tokens are made: ``numpy`` (host, in the decode workers), ``torch``
@@ -91,7 +93,7 @@ class ScorerOptions:
     max_batch_tokens: int | None = None
     precision: str = "fp32"
     compile: bool = False
-    backend: str = "auto"
+    backend: str = field(default_factory=lambda: os.environ.get(BACKEND_ENV) or "auto")
     threads: int | None = None
     preprocess: str = "auto"
     workers: int | None = None
