@@ -15,6 +15,12 @@ from conftest import GOLDEN, golden_records
 SCORED = [r["file"] for r in golden_records() if "logits" in r["1class"]]
 
 
+@pytest.fixture(autouse=True)
+def default_runtime(monkeypatch):
+    """This module tests the runtimes as users get them: no MUSIQ_BACKEND (conftest sets it)."""
+    monkeypatch.delenv("MUSIQ_BACKEND", raising=False)
+
+
 @pytest.fixture(scope="module")
 def onnx_cache(tmp_path_factory):
     pytest.importorskip("onnxruntime")
@@ -25,12 +31,6 @@ def onnx_cache(tmp_path_factory):
 def test_backend_matches_golden(classes, ckpt_1class, ckpt_10class, onnx_cache, golden,
                                 monkeypatch, tmp_path):
     import musiq
-
-
-@pytest.fixture(autouse=True)
-def default_runtime(monkeypatch):
-    """This module tests the runtimes as users get them: no MUSIQ_BACKEND (conftest sets it)."""
-    monkeypatch.delenv("MUSIQ_BACKEND", raising=False)
     monkeypatch.setenv("MUSIQ_ONNX_CACHE", str(onnx_cache))
     s = musiq.load(ckpt_1class if classes == 1 else ckpt_10class, backend="onnxruntime")
     assert s.runtime is not None and s.runtime.path.parent == onnx_cache
