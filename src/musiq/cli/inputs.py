@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import MusiqError
+from ..video import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp",
                   ".gif"}
@@ -31,7 +32,9 @@ class Expansion:
 
 
 def _is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    """Scanned by suffix: images, and videos (``musiq.video.VIDEO_SUFFIXES``)."""
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES or (
+        Path(name).suffix.lower() in VIDEO_SUFFIXES)
 
 
 def _reason(e: OSError) -> str:

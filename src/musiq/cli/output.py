@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import MusiqError
 from ..outputs import output_kind
 from ..scorer import Prediction
+from ..video_rows import FRAME_COLUMNS, VIDEO_COLUMNS, frame_rows
 
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 #: How output files hold names that are not UTF-8 (POSIX file names are bytes): the same
@@ -45,8 +46,16 @@ def fmt_float(x: float | None) -> str:
     return "" if x is None else str(np.float32(x))
 
 
-def csv_header(kind: str) -> list[str]:
-    """CSV columns for a model kind (``mos``, ``distribution`` or ``imagenet``)."""
+def csv_header(kind: str, per_frame: bool = False) -> list[str]:
+    """CSV columns for a model kind (``mos``, ``distribution`` or ``imagenet``): one row per
+    file with the video columns last, or (``per_frame``) one row per video frame."""
+    if per_frame:
+        return ["path", *FRAME_COLUMNS, "score", "error", *output_kind(kind).csv_columns]
+    return [*legacy_csv_header(kind), *VIDEO_COLUMNS]
+
+
+def legacy_csv_header(kind: str) -> list[str]:
+    """The columns before videos (``--resume`` goes on with such a file in its layout)."""
     return ["path", "score", "error", *output_kind(kind).csv_columns]
 
 
@@ -68,11 +77,15 @@ class Writer:
 
 
 class CsvWriter(Writer):
-    def __init__(self, out: IO[str], kind: str, header: bool = True) -> None:
+    """CSV rows in ``columns`` (default :func:`csv_header`); ``per_frame``: one per frame."""
+
+    def __init__(self, out: IO[str], kind: str, header: bool = True, per_frame: bool = False,
+                 columns: list[str] | None = None) -> None:
         super().__init__(out)
-        self.kind = kind
+        self.kind, self.per_frame = kind, per_frame
+        self.columns = columns or csv_header(kind, per_frame)
         if header:
-            self.out.write(self._row(csv_header(kind)))
+            self.out.write(self._row(self.columns))
             self.out.flush()
 
     @staticmethod
@@ -82,10 +95,19 @@ class CsvWriter(Writer):
         return buf.getvalue()
 
     def render(self, p: Prediction) -> str:
-        row = [csv_guard(p.source), fmt_float(p.score), csv_guard(p.error or "")]
-        row += [fmt_float(v) if isinstance(v, float) else ("" if v is None else v)
-                for v in output_kind(self.kind).csv_values(vars(p))]
-        return self._row(row)
+        rows = frame_rows(p) if self.per_frame else [
+            {**vars(p), "path": p.source}]
+        return "".join(self._row(self._cells(r)) for r in rows)
+
+    def _cells(self, r: dict) -> list:
+        kind = output_kind(self.kind)
+        cells = {"path": csv_guard(r["path"]), "error": csv_guard(r["error"] or ""),
+                 **dict(zip(kind.csv_columns, kind.csv_values(r)))}
+        for name in ("score", "time", "spread"):
+            cells[name] = fmt_float(r.get(name))
+        return [v if isinstance(v, str) else fmt_float(v) if isinstance(v, float) else
+                ("" if v is None else v)
+                for v in (cells.get(c, r.get(c)) for c in self.columns)]
 
 
 class JsonLinesWriter(Writer):
@@ -123,9 +145,11 @@ def model_line(model: str | None, score_range: tuple[float, float] | None) -> st
 
 class TableWriter(Writer):
     def __init__(self, out: IO[str], width: int, model: str | None = None,
-                 score_range: tuple[float, float] | None = None) -> None:
+                 score_range: tuple[float, float] | None = None,
+                 per_frame: bool = False) -> None:
         super().__init__(out)
         self.width = max(width, 4)
+        self.per_frame = per_frame
         self.out.write(model_line(model, score_range))
         self.out.write(f"{'path':<{self.width}}  {'score':>11}  info\n")
 
@@ -139,8 +163,18 @@ class TableWriter(Writer):
             info = f"top-1 class {p.top5[0]['class']}" + (f" ({name})" if name else "")
         else:
             info = ""
+        if p.frames is not None:
+            video = (f"{p.frames} frames, spread {p.spread:.4f}" if p.spread is not None
+                     else f"{p.frames} frames")
+            info = f"{video}; {info}" if info else video
         score = "-" if p.score is None else f"{p.score:.6f}"
-        return f"{p.source:<{self.width}}  {score:>11}  {info}\n"
+        line = f"{p.source:<{self.width}}  {score:>11}  {info}\n"
+        if self.per_frame and p.frame_scores:
+            line += "".join(f"{'':<{self.width}}  {f['score']:>11.6f}  frame {f['frame']} at "
+                            f"{f['time']:.3f} s\n" if f.get("time") is not None else
+                            f"{'':<{self.width}}  {f['score']:>11.6f}  frame {f['frame']}\n"
+                            for f in p.frame_scores)
+        return line
 
 
 class SeedWriter(Writer):
@@ -164,21 +198,22 @@ class ParquetWriter:
     over first. Ctrl-C still closes the file with what was scored."""
 
     def __init__(self, path: str, kind: str, *, keep: bool = False, rows: int = 256,
-                 drop_failed: bool = False, provenance: dict | None = None) -> None:
+                 drop_failed: bool = False, provenance: dict | None = None,
+                 per_frame: bool = False) -> None:
         from ..tables import arrow_schema, require_pyarrow
         require_pyarrow()
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
-        self.path, self.kind, self.rows = path, kind, rows
+        self.path, self.kind, self.rows, self.per_frame = path, kind, rows, per_frame
         self.tmp = f"{path}.partial"
         self.buffer: list[Prediction] = []
-        schema = arrow_schema(kind)
+        schema = arrow_schema(kind, per_frame)
         if provenance is not None:  # the same record as OUT.meta.json, in the file itself
             schema = schema.with_metadata({"musiq": json.dumps(provenance)})
         self.schema = schema
         self.file = pq.ParquetWriter(self.tmp, schema)
         if keep and os.path.exists(path):
-            old = pq.read_table(path, schema=arrow_schema(kind))
+            old = _read_parquet_as(path, arrow_schema(kind, per_frame))
             if drop_failed:
                 old = old.filter(pc.is_null(old.column("error")))
             self.file.write_table(old.replace_schema_metadata(schema.metadata))
@@ -191,7 +226,7 @@ class ParquetWriter:
     def _flush(self) -> None:
         from ..tables import predictions_table
         if self.buffer:
-            table = predictions_table(self.buffer, self.kind)
+            table = predictions_table(self.buffer, self.kind, self.per_frame)
             self.file.write_table(table.replace_schema_metadata(self.schema.metadata))
             self.buffer = []
 
@@ -203,18 +238,21 @@ class ParquetWriter:
 
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
                 header: bool = True, model: str | None = None,
-                score_range: tuple[float, float] | None = None) -> Writer:
+                score_range: tuple[float, float] | None = None, per_frame: bool = False,
+                columns: list[str] | None = None) -> Writer:
     """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``; the table names
-    ``model`` and its ``score_range`` on its first line."""
+    ``model`` and its ``score_range`` on its first line. ``per_frame``: CSV and the table
+    show one row per video frame (JSON always nests ``frame_scores``); ``columns``: the CSV
+    columns of a resumed file."""
     if fmt == "csv":
-        return CsvWriter(out, kind, header=header)
+        return CsvWriter(out, kind, header=header, per_frame=per_frame, columns=columns)
     if fmt == "jsonl":
         return JsonLinesWriter(out)
     if fmt == "json":
         return JsonArrayWriter(out)
     if fmt == "seed":
         return SeedWriter(out, several)
-    return TableWriter(out, width, model, score_range)
+    return TableWriter(out, width, model, score_range, per_frame)
 
 
 def file_format(path: str) -> str:
@@ -274,13 +312,18 @@ class OutputFile:
     #: Parquet: rows of the previous run that failed are not carried over (``--retry-failed``).
     drop_failed_rows: bool = False
 
-    def check_kind(self, kind: str) -> None:
-        """Raise when a resumed CSV or Parquet file was written for another kind of model."""
+    def check_kind(self, kind: str, per_frame: bool = False) -> None:
+        """Raise when a resumed CSV or Parquet file was written for another kind of model
+        (or per frame when this run is per video, or the reverse). A file from before videos
+        (no video columns) is accepted; its rows go on in its layout."""
         if self.fmt == "parquet" and self.rows:
-            _parquet_schema_check(self.path, kind)
-        if self.fmt == "csv" and self.header is not None and self.header != csv_header(kind):
+            _parquet_schema_check(self.path, kind, per_frame)
+        expected = csv_header(kind, per_frame)
+        allowed = [expected] if per_frame else [expected, legacy_csv_header(kind)]
+        if self.fmt == "csv" and self.header is not None and self.header not in allowed:
             raise MusiqError(f"--resume: {self.path} has columns {','.join(self.header)}, "
-                             f"expected {','.join(csv_header(kind))} (another model kind?)")
+                             f"expected {','.join(expected)} (another model kind, or "
+                             "--per-frame differs?)")
 
     def drop_failed(self) -> int:
         """Remove the failed rows from the file (they are scored again); returns how many."""
@@ -399,11 +442,12 @@ def _read_rows(out: OutputFile) -> None:
         if len(cells) != len(out.header):
             raise MusiqError(f"--resume: {out.path} has a row with {len(cells)} columns, "
                              f"expected {len(out.header)}: {rec.strip()[:80]}")
-        error = cells[2] if len(cells) > 2 else ""
+        at = out.header.index("error") if "error" in out.header else 2
+        error = cells[at] if len(cells) > at else ""
         out.rows.append(ResultRow(csv_unguard(cells[0]), bool(error), rec))
 
 
-def _parquet_schema_check(path: str, kind: str) -> None:
+def _parquet_schema_check(path: str, kind: str, per_frame: bool = False) -> None:
     from ..tables import arrow_schema, require_pyarrow
     require_pyarrow()
     import pyarrow.parquet as pq
@@ -411,9 +455,22 @@ def _parquet_schema_check(path: str, kind: str) -> None:
         schema = pq.read_schema(path)
     except Exception as e:
         raise MusiqError(f"--resume: {path} is not a readable Parquet file ({e})") from None
-    if schema.names != arrow_schema(kind).names:
+    expected = arrow_schema(kind, per_frame).names
+    legacy = [] if per_frame else [n for n in expected if n not in VIDEO_COLUMNS]
+    if schema.names not in (expected, legacy):
         raise MusiqError(f"--resume: {path} has columns {','.join(schema.names)}, expected "
-                         f"{','.join(arrow_schema(kind).names)} (another model kind?)")
+                         f"{','.join(expected)} (another model kind, or --per-frame "
+                         "differs?)")
+
+
+def _read_parquet_as(path: str, schema):
+    """A Parquet file's rows in ``schema`` (columns it lacks, from before videos, are null)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(path)
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata())
 
 
 def _read_parquet_rows(out: "OutputFile") -> None:

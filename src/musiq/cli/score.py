@@ -27,11 +27,14 @@ from tqdm import tqdm
 
 from ..errors import MusiqError
 from ..scorer import PRECISIONS, Prediction
+from ..video_scoring import predict_files
 from .common import add_model_options, load_from_args
 from ..provenance import check_resume, write_sidecar
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
 from .output import ParquetWriter, make_writer, open_output
 from .ray_engine import add_ray_options, ray_predictions
+from .video_options import (add_video_options, check_video_resume, sampling_from_args,
+                            video_provenance)
 
 MAX_LISTED_FAILURES = 20
 
@@ -88,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for the model (default: torch's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
+    add_video_options(p)
     add_model_options(p)
     add_ray_options(p)
     p.set_defaults(func=run)
@@ -133,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         raise MusiqError("--retry-failed needs --resume")
     if args.batch_size < 1 or (args.max_batch_tokens is not None and args.max_batch_tokens < 1):
         raise MusiqError("--batch-size and --max-batch-tokens must be positive")
+    args.sampling = sampling_from_args(args)
     # The output is checked (folder, lock, rows) before the model loads: no lost work.
     output = open_output(args.output, resume=args.resume, overwrite=args.overwrite) \
         if args.output else None
@@ -153,14 +158,17 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     skipped = 0
     if output is not None:
         provenance = scorer.provenance()
+        provenance["video"] = video_provenance(args.sampling, args.per_frame)
         if args.resume and (output.rows or output.header is not None
                             or output.cut_at is not None):
             # Before the file is changed in any way: a refused resume leaves it untouched.
-            if check_resume(output.path, provenance) is None:
+            recorded = check_resume(output.path, provenance)
+            if recorded is None:
                 print(f"musiq score: warning: {output.path} has no provenance record "
                       f"({output.path}.meta.json); cannot check it was made by this model",
                       file=sys.stderr)
-        output.check_kind(scorer.kind)
+            check_video_resume(output.path, recorded, provenance["video"])
+        output.check_kind(scorer.kind, args.per_frame)
         output.repair()
         if args.retry_failed:
             output.drop_failed()
@@ -175,17 +183,19 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         if output.fmt == "parquet":
             writers.append(ParquetWriter(output.path, scorer.kind, keep=bool(output.rows),
                                          drop_failed=output.drop_failed_rows,
-                                         provenance=provenance))
+                                         provenance=provenance, per_frame=args.per_frame))
         else:
             writers.append(make_writer(output.fmt, output.file, kind=scorer.kind,
-                                       header=header))
+                                       header=header, per_frame=args.per_frame,
+                                       columns=output.header))
     stdout_fmt = args.format or (None if args.output else
                                  "seed" if args.image and not args.images else "table")
     if stdout_fmt:
         writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
                                    width=max((len(f) for f in files), default=4),
                                    several=len(files) + len(problems) > 1,
-                                   model=scorer.name, score_range=scorer.score_range))
+                                   model=scorer.name, score_range=scorer.score_range,
+                                   per_frame=args.per_frame))
 
     workers = args.workers if args.workers is not None else default_workers(scorer.device)
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
@@ -196,8 +206,8 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         if args.engine == "ray":
             preds = ray_predictions(scorer, files, args)
         else:
-            preds = scorer.predict_many(files, batch_size=args.batch_size, workers=workers,
-                                        max_batch_tokens=args.max_batch_tokens)
+            preds = predict_files(scorer, files, args.sampling, batch_size=args.batch_size,
+                                  workers=workers, max_batch_tokens=args.max_batch_tokens)
         for p in itertools.chain(problems, _progress(preds, len(files), show)):
             for w in writers:
                 w.write(p)
