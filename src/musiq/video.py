@@ -264,7 +264,8 @@ class VideoReader:
             taken += 1
             yield Frame(index, t, frame.to_ndarray(format="rgb24"))
         if self.problem is None and index < 0:
-            self.problem = "no frame could be decoded"
+            promised = f" (its header promises {self.info.frames})" if self.info.frames else ""
+            self.problem = f"no frame could be decoded{promised}"
         self._check_complete(index + 1, last)
 
     def _decoded(self):
