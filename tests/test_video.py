@@ -292,3 +292,25 @@ def test_cli_resumes_a_file_from_before_videos_in_its_layout(ckpt_1class_single,
     assert lines[:2] == ["path,score,error", "/elsewhere/x.jpg,1.0,"]
     assert len(lines) == 3 and lines[2].startswith(str(clips["mkv"]) + ",")
     assert len(next(csv.reader([lines[2]]))) == 3
+
+
+def test_evaluate_takes_videos_with_konvid_style_labels(scorer, clips, tmp_path):
+    pytest.importorskip("scipy")
+    from musiq.evaluation import evaluate
+    from musiq.labels import preset
+    folder = tmp_path / "KoNViD_1k_videos"
+    folder.mkdir()
+    clips_by_id = {}
+    for k, seed in enumerate((11, 12, 13)):  # three distinct 2-frame clips
+        frames = v.random_frames(2, seed=seed)
+        (folder / f"{1000 + k}.mp4").write_bytes(v.lossless_mkv(frames, rate=1))
+        clips_by_id[1000 + k] = frames
+    labels = tmp_path / "KoNViD_1k_mos.csv"
+    labels.write_text("flickr_id,mos\n1000,3.1\n1001,2.2\n1002,4.0\n")
+    result = evaluate(scorer, labels, folder, columns=preset("konvid"), bootstrap=0,
+                      video=VideoSampling(fps=None))
+    assert result.failed == [] and result.n == 3
+    for row in result.items:
+        frames = clips_by_id[int(row["image"].removesuffix(".mp4"))]
+        want = np.mean(scorer.score_many(frames))
+        assert abs(row["prediction"] - want) <= TOL

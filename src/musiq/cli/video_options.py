@@ -8,7 +8,7 @@ from ..errors import MusiqError
 from ..video_scoring import POOLS, VideoSampling
 
 
-def add_video_options(p: argparse.ArgumentParser) -> None:
+def add_video_options(p: argparse.ArgumentParser, per_frame: bool = True) -> None:
     g = p.add_argument_group("video (MP4/MOV, MKV/WebM, AVI; needs the video extra)")
     g.add_argument("--fps", type=float, default=1.0, metavar="F",
                    help="frames scored per second of video time, by timestamp (default 1)")
@@ -19,6 +19,8 @@ def add_video_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pool", choices=POOLS, default="mean",
                    help="a video's score from its frames' scores: mean (default), median, "
                         "min or p10 (10th percentile)")
+    if not per_frame:
+        return
     g.add_argument("--per-frame", action="store_true",
                    help="CSV/Parquet/table: one row per frame (path, frame, time, score ...) "
                         "instead of one per video; JSON always lists frame_scores")
