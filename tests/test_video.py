@@ -314,3 +314,21 @@ def test_evaluate_takes_videos_with_konvid_style_labels(scorer, clips, tmp_path)
         frames = clips_by_id[int(row["image"].removesuffix(".mp4"))]
         want = np.mean(scorer.score_many(frames))
         assert abs(row["prediction"] - want) <= TOL
+
+
+def test_report_shows_a_video_card_with_its_curve(scorer, clips, tmp_path):
+    from musiq.report.page import build_report
+    out = tmp_path / "scores.jsonl"
+    p = predict_video(scorer, clips["mkv"], VideoSampling(fps=None))
+    out.write_text(json.dumps(p.to_dict()) + "\n")
+    page = build_report(out, tmp_path / "report.html", progress=False)
+    text = page.read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>',
+                                text, re.S).group(1).replace("<\\/", "</"))
+    curve = data["rows"][0]["curve"]
+    want = [[f["time"], f["score"]] for f in p.frame_scores]
+    assert np.allclose(np.array(curve), np.array(want), rtol=0, atol=1e-12)
+    assert data["rows"][0]["thumb"]  # the first frame, as a thumbnail
+    thumb = Image.open(tmp_path / data["rows"][0]["thumb"])
+    assert thumb.size == (64, 48)
+    assert "curveSvg(r.curve)" in text

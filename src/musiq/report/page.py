@@ -69,7 +69,8 @@ def build_report(scores: str | os.PathLike, output: str | os.PathLike, *, embed:
         "range": rng,
         "stats": summary(rows),
         "rows": [{"name": os.path.basename(r.path) or r.path, "path": r.path, "score": r.score,
-                  "error": r.error, "std": r.std, "dist": r.distribution, "thumb": t}
+                  "error": r.error, "std": r.std, "dist": r.distribution, "thumb": t,
+                  "curve": r.curve}
                  for r, t in zip(rows, thumbs)],
     }
     payload = json.dumps(data, allow_nan=False).replace("</", "<\\/")

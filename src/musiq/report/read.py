@@ -20,6 +20,8 @@ class ScoreRow:
     error: str | None
     std: float | None = None
     distribution: list[float] | None = None
+    #: A video's ``[time, score]`` per frame (JSON/JSONL ``frame_scores``), else None.
+    curve: list[list[float]] | None = None
 
 
 def _num(v: object) -> float | None:
@@ -40,7 +42,21 @@ def _from_mapping(d: dict, where: str) -> ScoreRow:
         dist = vals if all(v is not None for v in vals) else None
     err = d.get("error") or None
     return ScoreRow(str(d["path"]), _num(d.get("score")), str(err) if err else None,
-                    _num(d.get("std")), [float(v) for v in dist] if dist else None)
+                    _num(d.get("std")), [float(v) for v in dist] if dist else None,
+                    _curve(d.get("frame_scores")))
+
+
+def _curve(frames: object) -> list[list[float]] | None:
+    """``[time, score]`` pairs of a video's frames (index for a missing time)."""
+    if not isinstance(frames, list) or not frames:
+        return None
+    out = []
+    for i, f in enumerate(frames):
+        s = _num(f.get("score")) if isinstance(f, dict) else None
+        t = _num(f.get("time")) if isinstance(f, dict) else None
+        if s is not None:
+            out.append([float(i) if t is None else t, s])
+    return out or None
 
 
 def read_scores(path: str | os.PathLike) -> list[ScoreRow]:
