@@ -332,3 +332,35 @@ def test_report_shows_a_video_card_with_its_curve(scorer, clips, tmp_path):
     thumb = Image.open(tmp_path / data["rows"][0]["thumb"])
     assert thumb.size == (64, 48)
     assert "curveSvg(r.curve)" in text
+
+
+def test_per_frame_csv_is_read_back_for_resume(tmp_path):
+    from musiq.cli.output import open_output
+    out = tmp_path / "frames.csv"
+    out.write_text("path,frame,time,score,error\n/v/a.mp4,0,0.0,1.5,\n/v/a.mp4,25,1.0,1.25,\n"
+                   "/v/bad.mp4,,,,not a video\n")
+    f = open_output(str(out), resume=True, overwrite=False)
+    try:
+        f.check_kind("mos", per_frame=True)
+        assert [(r.path, r.failed) for r in f.rows] == [
+            ("/v/a.mp4", False), ("/v/a.mp4", False), ("/v/bad.mp4", True)]
+        from musiq.errors import MusiqError
+        with pytest.raises(MusiqError, match="--per-frame differs"):
+            f.check_kind("mos", per_frame=False)
+    finally:
+        f.close()
+
+
+def test_parquet_from_before_videos_is_resumed(ckpt_1class_single, clips, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    out = tmp_path / "old.parquet"
+    pq.write_table(pa.table({"path": ["/x/old.jpg"], "score": [1.0],
+                             "error": pa.array([None], pa.string()),
+                             "logits": pa.array([[1.0]], pa.list_(pa.float32()))}), out)
+    r = cli("score", clips["mkv"], "--model", ckpt_1class_single, "-o", out, "--resume", "-q")
+    assert r.returncode == 0, r.stderr
+    rows = pq.read_table(out).to_pylist()
+    assert rows[0] == {"path": "/x/old.jpg", "score": 1.0, "error": None, "logits": [1.0],
+                       "frames": None, "spread": None}
+    assert rows[1]["path"] == str(clips["mkv"]) and rows[1]["frames"] == 2
