@@ -1,7 +1,7 @@
 """Video scoring speed on CPU: frames scored per second end to end, and decoding's share.
 
-    python scripts/bench_video.py CHECKPOINT.npz [--seconds 4] [--repeats 3]
-    python scripts/bench_video.py --memory [--minutes 10]
+    python benchmarks/bench_video.py CHECKPOINT.npz [--seconds 4] [--repeats 3]
+    python benchmarks/bench_video.py --memory [--minutes 10]
 
 For 1280x720 and 1920x1080 it encodes a clip of moving noise-and-gradient frames (H.264,
 25 fps, made here), then times (a) decoding alone: every frame decoded, one a second
