@@ -41,6 +41,8 @@ _IMAGE_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"hevc", b"hevx", b"mif1", 
                  b"heim", b"heis")
 #: QuickTime files without ``ftyp`` start with one of these atoms.
 _QT_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
+#: FFmpeg's demuxer for each container :func:`sniff_video` names.
+_DEMUXERS = {"MP4/MOV": "mov", "QuickTime": "mov", "Matroska/WebM": "matroska", "AVI": "avi"}
 #: Slack when comparing sample times with the grid (timestamps are rounded to time bases).
 _EPS = 1e-6
 
@@ -162,13 +164,17 @@ class VideoReader:
         self.bad_packets = 0
         self._bad_reason: str | None = None
         self._check_file(path)
-        kind = sniff_video(_head(path))
+        head = _head(path)
+        kind = sniff_video(head)
         if kind is None:
-            what = sniff(_head(path)) or "unknown content"
+            what = sniff(head) or "unknown content"
             raise ImageError(self.source, f"not a video ({what}; MP4/MOV, Matroska/WebM and "
                                           "AVI are read)")
         try:
-            self.container = av.open(self.source, metadata_errors="ignore")
+            # Only the demuxer of the sniffed container sees the data (FFmpeg would
+            # otherwise probe it with every demuxer it has).
+            self.container = av.open(self.source, format=_DEMUXERS[kind],
+                                     metadata_errors="ignore")
         except av.FFmpegError as e:
             raise ImageError(self.source, f"cannot open {kind} file: {_ffmpeg_reason(e)} "
                                           "(truncated or corrupt?)") from None
