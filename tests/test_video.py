@@ -364,3 +364,12 @@ def test_parquet_from_before_videos_is_resumed(ckpt_1class_single, clips, tmp_pa
     assert rows[0] == {"path": "/x/old.jpg", "score": 1.0, "error": None, "logits": [1.0],
                        "frames": None, "spread": None}
     assert rows[1]["path"] == str(clips["mkv"]) and rows[1]["frames"] == 2
+
+
+def test_frames_from_an_iterator_are_bounded_and_an_empty_one_is_an_error(scorer, clips):
+    p = predict_video(scorer, iter(clips["frames"]), VideoSampling(max_frames=1))
+    assert p.score is None and "more than max_frames 1" in p.error
+    p = predict_video(scorer, iter([]))
+    assert p.score is None and p.frames == 0 and "no frames" in p.error
+    with pytest.raises(ImageError, match="no frames"):
+        scorer.score_video([])

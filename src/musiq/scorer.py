@@ -469,9 +469,9 @@ class Scorer:
     def score_video(self, video, *, fps: float | None = 1.0, every_frame: bool = False,
                     max_frames: int | None = None, pool: str = "mean",
                     batch_size: int = 8) -> Prediction:
-        """Score a video (a path, or its frames as arrays or ``(time, array)`` pairs):
-        ``fps`` frames per second of video time, pooled by ``pool`` (``mean``, ``median``,
-        ``min``, ``p10``). Returns a :class:`Prediction` with ``score`` (pooled), ``frames``,
+        """Score a video (a path, or its frames as arrays or ``(time, array)`` pairs, every
+        one of which is scored): ``fps`` frames per second of video time (files), pooled by
+        ``pool`` (``mean``, ``median``, ``min``, ``p10``). Returns a :class:`Prediction` with ``score`` (pooled), ``frames``,
         ``spread`` and ``frame_scores``; see :mod:`musiq.video_scoring` (needs the ``video``
         extra for paths)."""
         from .video_scoring import score_video

@@ -70,9 +70,12 @@ def pool_scores(scores: Sequence[float], pool: str = "mean") -> float:
     raise MusiqError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
 
 
-def _frames_of(items: Iterable) -> Iterator[Frame]:
-    """Frames from arrays (time None), ``(time, array)`` pairs or :class:`Frame` s."""
+def _frames_of(items: Iterable, max_frames: int | None = None) -> Iterator[Frame]:
+    """Frames from arrays (time None), ``(time, array)`` pairs or :class:`Frame` s; every
+    one is taken (``fps`` is for files), at most ``max_frames``."""
     for i, item in enumerate(items):
+        if max_frames is not None and i >= max_frames:
+            raise ImageError("<frames>", f"more than max_frames {max_frames:,} frames given")
         if isinstance(item, Frame):
             yield item
         elif isinstance(item, tuple) and len(item) == 2:
@@ -126,7 +129,8 @@ def predict_video(scorer: "Scorer", video: VideoInput, sampling: VideoSampling =
                                             batch_size, max_batch_tokens)
                 problem = reader.problem
         else:
-            rows, error = _score_frames(scorer, _frames_of(video), batch_size, max_batch_tokens)
+            rows, error = _score_frames(scorer, _frames_of(video, sampling.max_frames),
+                                        batch_size, max_batch_tokens)
     except ImageError as e:
         return Prediction(source=source, error=e.reason)
     except MusiqError as e:  # PyAV missing: this file fails, the images go on
