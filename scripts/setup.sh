@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install musiq with pinned versions (requirements/constraints.txt).
 # Usage: scripts/setup.sh [dev]   -- every command in README.md works after it (every extra:
-#                                   serve, eval, train, onnx, parquet, ray); "dev" adds the
+#                                   serve, eval, train, onnx, parquet, ray, video); "dev" adds the
 #                                   test tools.
 # torch: the CPU build where there is no NVIDIA GPU, the CUDA build where there is one
 # (scripts/torch_build.py decides and says which; MUSIQ_TORCH=cpu|cuda overrides).
@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-extras="serve,eval,train,onnx,parquet,ray"
+extras="serve,eval,train,onnx,parquet,ray,video"
 [ "${1:-}" = "dev" ] && extras="$extras,dev"
 stamp=".venv/.musiq-installed-$(echo "$extras" | tr -cd 'a-z')"
 if [ ! -x .venv/bin/python ]; then

@@ -328,3 +328,29 @@ def bad_cases() -> list[Case]:
         Case("zero_width.png", header_only_png(0, 10), error=r"corrupt or truncated PNG header|"
              r"invalid image dimensions"),
     ]
+
+
+def video_cases() -> list[Case]:
+    """Hostile and damaged videos (made with PyAV, tests/videos.py), each with the reason
+    (regex) its row's ``error`` must give; ``expect`` is unused. A case named ``*partial*``
+    still scores the frames it can decode."""
+    import videos as v
+    mkv = v.lossless_mkv(v.random_frames(5, seed=3))
+    avi = v.mpeg4_avi(50, 25)
+    mp4 = v.h264_mp4(50, 25)
+    movi = avi.index(b"movi")
+    return [
+        Case("text.mp4", b"just some text, not a video\n", error="not a video"),
+        Case("empty.mkv", b"", error="empty file"),
+        Case("jpeg_named.mov", simplejpeg.encode_jpeg(smooth_rgb(16, 16)),
+             error=r"not a video \(JPEG"),
+        Case("audio_only.m4a", v.audio_only_m4a(), error=r"no video stream.*audio only"),
+        Case("no_moov.mp4", mp4[:len(mp4) // 2], error=r"no video stream|cannot open"),
+        Case("header_only.mp4", mp4[:40], error="cannot open|no video stream"),
+        Case("zero_frames.avi", avi[:movi + 4], error="no frame could be decoded"),
+        Case("cut_partial.mkv", mkv[:len(mkv) * 6 // 10], error=r"stream ended at .*truncated"),
+        Case("corrupt_packets_partial.avi", v.flipped(avi, movi + 200, 150),
+             error="corrupt packet"),
+        Case("garbage_after_magic.mkv", b"\x1a\x45\xdf\xa3" + bytes(RNG.integers(
+            0, 256, 4000, dtype=np.uint8)), error="cannot open|no video stream"),
+    ]

@@ -122,7 +122,8 @@ def test_ava_csv_file_has_distribution_columns(ckpt_10class, library, tmp_path):
                   "-o", out, "--precision", "bf16")
     assert r.returncode == 1
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert list(rows[0]) == ["path", "score", "error", "std"] + [f"p{i}" for i in range(1, 11)]
+    assert list(rows[0]) == (["path", "score", "error", "std"] + [f"p{i}" for i in range(1, 11)]
+                             + ["frames", "spread"])  # video columns, empty for images
     probs = [float(rows[0][f"p{i}"]) for i in range(1, 11)]
     assert abs(sum(probs) - 1) < 1e-5 and 1 <= float(rows[0]["score"]) <= 10
     assert rows[1]["score"] == "" and rows[1]["p1"] == "" and rows[1]["error"]

@@ -35,7 +35,7 @@ def test_sidecar_records_what_made_the_output(ckpt_1class, tmp_path):
     assert meta["preprocessing"]["exif_transpose"] is False
     assert read_provenance(out) == meta
     # The CSV itself stays plain: its first line is the header.
-    assert out.read_text().splitlines()[0] == "path,score,error"
+    assert out.read_text().splitlines()[0] == "path,score,error,frames,spread"
 
 
 def test_resume_refuses_another_checkpoint_and_leaves_file_untouched(ckpt_1class, tmp_path):

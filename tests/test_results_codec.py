@@ -98,11 +98,12 @@ def test_sidecar_score_range_that_is_not_a_pair_is_named(tmp_path):
 
 
 def test_every_kind_has_every_key_and_imagenet_csv_names():
-    assert json_keys("mos") == ("path", "score", "error", "logits")
-    assert json_keys("distribution")[-2:] == ("distribution", "std")
+    video = ("frames", "spread", "frame_scores")  # issue 22: null for images
+    assert json_keys("mos") == ("path", "score", "error", "logits", *video)
+    assert json_keys("distribution")[-5:] == ("distribution", "std", *video)
     head = csv_header("imagenet")
     assert head[3:8] == [f"top{i}_class" for i in range(1, 6)]
-    assert head[8:] == [f"top{i}_name" for i in range(1, 6)]
+    assert head[8:] == [f"top{i}_name" for i in range(1, 6)] + ["frames", "spread"]
 
 
 def test_parquet_journal_is_read_and_folded_once(tmp_path):

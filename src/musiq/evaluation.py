@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from .errors import MusiqError
 from .labels import LabelColumns, LabelItem, read_labels
 from .metrics import LogisticFit, agreement, emd
 from .scorer import Scorer, load
+
+if TYPE_CHECKING:
+    from .video_scoring import VideoSampling
 
 
 @dataclass
@@ -82,7 +85,8 @@ def evaluate(model: str | os.PathLike | Scorer, labels: str | os.PathLike | list
              bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
              emd_r: float = 1.0, plot: str | os.PathLike | None = None,
              report: str | os.PathLike | None = None, device: str | None = "auto",
-             progress: Callable[[int, int], None] | None = None) -> Evaluation:
+             progress: Callable[[int, int], None] | None = None,
+             video: VideoSampling | None = None) -> Evaluation:
     """Score every labelled image with ``model`` and compare with the labels.
 
     ``model``: a registry name, a ``.npz`` path or a loaded :class:`Scorer`;
@@ -90,14 +94,18 @@ def evaluate(model: str | os.PathLike | Scorer, labels: str | os.PathLike | list
     or items already read; ``images``: the folder image names are relative to (default:
     the label file's folder). ``bootstrap``: resamples for the confidence intervals (0 for
     none). ``plot``/``report``: write the scatter PNG / the full JSON report there.
-    ``progress(done, total)`` is called after each image.
+    ``progress(done, total)`` is called after each image. Labelled videos are scored as
+    :func:`musiq.video_scoring.predict_video` does (``video``: their sampling and pooling,
+    default one frame a second, mean); a video decoded only in part counts as failed.
     """
+    from .video_scoring import VideoSampling, predict_files
     scorer = model if isinstance(model, Scorer) else load(model, device=device)
     items = labels if isinstance(labels, list) else read_labels(labels, images, columns)
     label_name = "<items>" if isinstance(labels, list) else str(labels)
     results, failed = [], []
-    for k, (item, pred) in enumerate(zip(items, scorer.predict_many(
-            (it.path for it in items), batch_size=batch_size))):
+    for k, (item, pred) in enumerate(zip(items, predict_files(
+            scorer, (it.path for it in items), video or VideoSampling(),
+            batch_size=batch_size))):
         if pred.error is not None:
             failed.append({"image": item.name, "path": str(item.path), "line": item.line,
                            "error": pred.error})

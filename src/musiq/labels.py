@@ -7,7 +7,9 @@ the images folder) and ``mos``. Presets cover the common datasets' own files:
   ``MOS_zscore``: the 0-100 MOS the official model predicts);
 * ``spaq``: SPAQ's score sheet saved as CSV (``Image name``, ``MOS``, 0-100);
 * ``ava``: AVA's ``AVA.txt`` (space separated, no header: index, image id, then the vote
-  counts for scores 1..10; images are ``<id>.jpg``).
+  counts for scores 1..10; images are ``<id>.jpg``);
+* ``konvid``: KoNViD-1k's ``KoNViD_1k_mos.csv`` (``flickr_id``, ``mos`` 1-5; videos are
+  ``<flickr_id>.mp4``), scored as videos (:mod:`musiq.video_scoring`).
 
 Any column can also be given by name or by 0-based index. A distribution (vote counts or
 probabilities over ordered bins 1..K) gives the label mean ``sum(p_k * k)`` as the MOS.
@@ -56,6 +58,7 @@ PRESETS: dict[str, LabelColumns] = {
     "spaq": LabelColumns(image="Image name", mos="MOS"),
     "ava": LabelColumns(image=1, mos=None, distribution=tuple(range(2, 12)), header=False,
                         delimiter=" ", image_suffix=".jpg"),
+    "konvid": LabelColumns(image="flickr_id", mos="mos", image_suffix=".mp4"),
 }
 
 

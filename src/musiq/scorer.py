@@ -259,6 +259,18 @@ class Scorer:
             return Prediction(source=source, error=NON_FINITE)
         return Prediction(source=source, **self.output.interpret(row))
 
+    def score_video(self, video, *, fps: float | None = 1.0, every_frame: bool = False,
+                    max_frames: int | None = None, pool: str = "mean",
+                    batch_size: int = 8) -> Prediction:
+        """Score a video (a path, or its frames as arrays or ``(time, array)`` pairs, every
+        one of which is scored): ``fps`` frames per second of video time (files), pooled by
+        ``pool`` (``mean``, ``median``, ``min``, ``p10``). Returns a :class:`Prediction`
+        with ``score`` (pooled), ``frames``, ``spread`` and ``frame_scores``; see
+        :mod:`musiq.video_scoring` (needs the ``video`` extra for paths)."""
+        from .video_scoring import score_video
+        return score_video(self, video, fps=fps, every_frame=every_frame,
+                           max_frames=max_frames, pool=pool, batch_size=batch_size)
+
     def score_many(self, images: Iterable[ImageInput], *, batch_size: int = 8,
                    errors: str = "raise") -> list[float | None]:
         """Scores in input order. ``errors="raise"`` raises :class:`ImageError` for the first

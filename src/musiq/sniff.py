@@ -44,6 +44,10 @@ def sniff(data: bytes) -> str | None:
         return "JPEG 2000"
     if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
         return "JPEG XL"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "Matroska/WebM video"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "AVI video"
     if head.startswith(b"%PDF"):
         return "PDF"
     if head.startswith(b"8BPS"):

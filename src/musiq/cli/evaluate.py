@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..errors import MusiqError
 from .common import add_model_options, load_from_args
 from .labels import add_label_options, columns_from_args
+from .video_options import add_video_options, sampling_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with code 1 when any labelled image could not be scored")
     add_label_options(p)
+    add_video_options(p, per_frame=False)
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -50,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..labels import read_labels
 
     columns = columns_from_args(args)
+    sampling = sampling_from_args(args)
     read_labels(args.labels, args.images, columns)  # a bad file fails before the model loads
     for option, path in (("--plot", args.plot), ("--report", args.report)):
         check_writable(option, path)  # before the scoring, so that no work is lost
@@ -62,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(scorer, args.labels, args.images, columns=columns,
                       batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed,
-                      emd_r=args.emd_r, plot=args.plot, report=args.report, progress=progress)
+                      emd_r=args.emd_r, plot=args.plot, report=args.report, progress=progress,
+                      video=sampling)
     bar.close()
     d = result.to_dict()
     if args.format == "json":

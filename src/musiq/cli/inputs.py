@@ -6,7 +6,9 @@ error rows beside the results of the other files.
 """
 from __future__ import annotations
 
+import functools
 import glob
+import importlib.util
 import os
 import re
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import MusiqError
+from ..video import VIDEO_SUFFIXES
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp",
                   ".gif"}
@@ -47,14 +50,29 @@ class Expansion:
         if not self.skipped:
             return None
         parts = [f"{n} {suffix or '(no suffix)'} "
-                 f"({SKIP_REASONS.get(suffix, 'not an image suffix')})"
+                 f"({_skip_reason(suffix)})"
                  for suffix, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0]))]
         total = sum(self.skipped.values())
         return f"skipped {total} file{'s' if total != 1 else ''} in folders: {', '.join(parts)}"
 
 
+@functools.cache
+def video_scoring() -> bool:
+    """Can videos be scored here (PyAV, the ``video`` extra, installed)?"""
+    return importlib.util.find_spec("av") is not None
+
+
 def _is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+    """Scanned by suffix: images, and videos (``musiq.video.VIDEO_SUFFIXES``) where they can
+    be scored (:func:`video_scoring`)."""
+    suffix = Path(name).suffix.lower()
+    return suffix in IMAGE_SUFFIXES or (suffix in VIDEO_SUFFIXES and video_scoring())
+
+
+def _skip_reason(suffix: str) -> str:
+    if suffix in VIDEO_SUFFIXES and not video_scoring():
+        return "video; needs the 'video' extra"
+    return SKIP_REASONS.get(suffix, "not an image suffix")
 
 
 def _reason(e: OSError) -> str:

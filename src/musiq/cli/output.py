@@ -23,6 +23,7 @@ from ..results.parquet import ParquetWriter
 from ..results.rows import Prediction
 from ..results.writers import (CsvWriter, JsonArrayWriter, JsonLinesWriter,  # noqa: F401
                                SeedWriter, TableWriter, Writer, make_writer, model_line)
+from .video_options import check_video_resume, video_provenance
 
 #: Provenance key: the absolute folder the file's relative paths are relative to (the
 #: folder its first run was started in).
@@ -67,25 +68,20 @@ class Prepared:
 
 def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: list[str],
                    problems: list[Prediction]) -> Prepared:
-    """Check a resumed file (provenance, kind) before changing it in any way, then repair it,
-    drop failed rows (``--retry-failed``), leave out the inputs already done (paths compared
-    resolved, relative ones against the folder recorded for the file) and open the writer."""
+    """Check a resumed file (provenance, video settings, kind) before changing it in any
+    way, then repair it, drop failed rows (``--retry-failed``), leave out the inputs already
+    done (paths compared resolved, relative ones against the folder recorded for the file)
+    and open the writer (``args.per_frame``: one row per video frame)."""
+    per_frame = bool(getattr(args, "per_frame", False))
     provenance = scorer.provenance()
-    recorded = None
-    if args.resume and (output.rows or output.header is not None or output.cut_at is not None
-                        or output.journal):
-        recorded = check_resume(output.path, provenance)
-        if recorded is None:
-            print(f"musiq score: warning: {output.path} has no provenance record "
-                  f"({output.path}.meta.json); cannot check it was made by this model",
-                  file=sys.stderr)
-    elif args.resume and os.path.exists(output.path + ".meta.json"):
-        recorded = read_provenance(output.path)
-    output.check_kind(scorer.kind)
+    if getattr(args, "sampling", None) is not None:
+        provenance["video"] = video_provenance(args.sampling, per_frame)
+    recorded = _recorded(output, provenance, args.resume)
+    output.check_kind(scorer.kind, per_frame)
     base = (recorded or {}).get(BASE_KEY)
     base = base if isinstance(base, str) and os.path.isabs(base) else os.getcwd()
     provenance = {**provenance, BASE_KEY: base}
-    output.repair(scorer.kind, provenance)
+    output.repair(scorer.kind, provenance, per_frame)
     if args.retry_failed:
         output.drop_failed()
     skipped = 0
@@ -100,14 +96,34 @@ def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: 
     write_sidecar(output.path, provenance)
     if output.fmt == "parquet":
         writer = ParquetWriter(output.path, scorer.kind, keep=bool(output.rows),
-                               drop_failed=output.drop_failed_rows, provenance=provenance)
+                               drop_failed=output.drop_failed_rows, provenance=provenance,
+                               per_frame=per_frame)
     else:
         writer = make_writer(output.fmt, output.file, kind=scorer.kind,
                              header=not output.rows and output.header is None,
-                             columns=output.header)
+                             columns=output.header, per_frame=per_frame)
     if os.path.realpath(base) != os.path.realpath(os.getcwd()):
         writer = RebasedWriter(writer, base)
     return Prepared(writer, files, problems, skipped)
+
+
+def _recorded(output: OutputFile, provenance: dict, resume: bool) -> dict | None:
+    """The provenance recorded for a resumed file, checked against this run's (model, and
+    how videos are sampled and pooled) before the file is changed in any way."""
+    if not resume:
+        return None
+    if not (output.rows or output.header is not None or output.cut_at is not None
+            or output.journal):
+        return read_provenance(output.path) \
+            if os.path.exists(output.path + ".meta.json") else None
+    recorded = check_resume(output.path, provenance)
+    if recorded is None:
+        print(f"musiq score: warning: {output.path} has no provenance record "
+              f"({output.path}.meta.json); cannot check it was made by this model",
+              file=sys.stderr)
+    if "video" in provenance:
+        check_video_resume(output.path, recorded, provenance["video"])
+    return recorded
 
 
 def stop_on_sigterm() -> None:

@@ -24,11 +24,13 @@ import time
 from ..errors import MusiqError
 from ..engine.plan import PRECISIONS
 from ..scorer import Prediction
+from ..video_scoring import predict_files
 from .common import add_model_options, load_from_args
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
 from .output import make_writer, open_output, prepare_output, stop_on_sigterm
 from .progress import track
 from .ray_engine import add_ray_options, ray_predictions
+from .video_options import add_video_options, sampling_from_args
 
 MAX_LISTED_FAILURES = 20
 
@@ -89,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="CPU threads for the model (default: the runtime's, one per core)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
+    add_video_options(p)
     add_model_options(p)
     add_ray_options(p)
     p.set_defaults(func=run)
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         raise MusiqError("--retry-failed needs --resume")
     if args.batch_size < 1 or (args.max_batch_tokens is not None and args.max_batch_tokens < 1):
         raise MusiqError("--batch-size and --max-batch-tokens must be positive")
+    args.sampling = sampling_from_args(args)
     # The output is checked (folder, lock, rows) before the model loads: no lost work.
     stop_on_sigterm()
     output = open_output(args.output, resume=args.resume, overwrite=args.overwrite) \
@@ -143,7 +147,8 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
                                    width=max((len(f) for f in files), default=4),
                                    several=len(files) + len(problems) > 1,
-                                   model=scorer.name, score_range=scorer.score_range))
+                                   model=scorer.name, score_range=scorer.score_range,
+                                   per_frame=args.per_frame))
 
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
     lines = not args.quiet and len(files) > 1  # progress lines when stderr is no terminal
@@ -154,7 +159,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         if args.engine == "ray":
             preds = ray_predictions(scorer, files, args)
         else:
-            preds = scorer.predict_many(files, batch_size=args.batch_size)
+            preds = predict_files(scorer, files, args.sampling, batch_size=args.batch_size)
         for p in itertools.chain(problems, track(preds, len(files), bar=show, lines=lines)):
             for w in writers:
                 w.write(p)

@@ -68,7 +68,7 @@ def summary(rows: list[ScoreRow]) -> dict:
 def _row(r: ScoreRow, thumb: str | None) -> dict:
     d: dict = {"path": r.path}
     for key, value in (("score", r.score), ("error", r.error), ("std", r.std),
-                       ("dist", r.distribution), ("thumb", thumb)):
+                       ("dist", r.distribution), ("thumb", thumb), ("curve", r.curve)):
         if value is not None:
             d[key] = value
     return d

@@ -103,6 +103,23 @@ def thumbnail_bytes(path: str | os.PathLike, size: int,
             small.save(buf, "JPEG", quality=80)
             return buf.getvalue()
     except Exception:  # a missing or odd file: the card shows no picture, nothing else fails
+        return _video_thumbnail(path, size)
+
+
+def _video_thumbnail(path: Path, size: int) -> bytes | None:
+    """A video's first frame as a thumbnail (None when it is no video or PyAV is missing)."""
+    try:
+        from ..video import VideoReader, is_video
+        if not is_video(path):
+            return None
+        with VideoReader(path) as r:
+            rgb = next(r.frames(None)).rgb
+        im = Image.fromarray(rgb)
+        im.thumbnail((size, size), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+        return buf.getvalue()
+    except Exception:
         return None
 
 

@@ -4,7 +4,10 @@ The columns are the JSON rows' keys (:func:`musiq.results.columns.json_keys`): `
 ``score`` (float64, null on failure), ``error`` (null on success), ``logits``
 (list<float64>, the model's float32 logits exactly), plus ``distribution`` (list<float64>,
 10 probabilities) and ``std`` for AVA-like heads or ``top5`` (list of ``class``/
-``probability``/``logit``) for ImageNet-like heads. The schema depends only on the kind.
+``probability``/``logit``) for ImageNet-like heads, then a video's ``frames`` (int64) and
+``spread`` (float64), null for images. ``per_frame`` (``--per-frame``): one row per video frame
+(:mod:`musiq.results.frames`), ``frame`` (int64) and ``time`` (float64, seconds) after
+``path`` and no video columns. The schema depends only on the kind and ``per_frame``.
 Needs pyarrow (the ``parquet`` extra).
 """
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import MusiqError
-from .columns import json_keys
+from .columns import FRAME_COLUMNS, VIDEO_KEYS, json_keys
+from .frames import frame_rows
 from .rows import Prediction
 
 __all__ = ["arrow_schema", "predictions_table", "table_predictions", "require_pyarrow"]
@@ -34,15 +38,30 @@ def _types(pa: Any) -> dict:
             "std": pa.float64(),
             "top5": pa.list_(pa.struct([pa.field("class", pa.int64()),
                                         pa.field("probability", pa.float64()),
-                                        pa.field("logit", pa.float64())]))}
+                                        pa.field("logit", pa.float64())])),
+            "frames": pa.int64(), "spread": pa.float64(), "frame": pa.int64(),
+            "time": pa.float64()}
 
 
-def arrow_schema(kind: str) -> Any:
+def arrow_schema(kind: str, per_frame: bool = False) -> Any:
     """The ``pyarrow.Schema`` of result rows for a model kind (``mos``, ``distribution``,
-    ``imagenet``, ``logits``)."""
+    ``imagenet``, ``logits``), per file or (``per_frame``) per video frame."""
     pa = require_pyarrow()
     types = _types(pa)
-    return pa.schema([pa.field(k, types[k]) for k in json_keys(kind)])
+    keys = [k for k in json_keys(kind) if k != "frame_scores"]
+    if per_frame:
+        keys = [k for k in keys if k not in VIDEO_KEYS]
+        keys[1:1] = FRAME_COLUMNS
+    return pa.schema([pa.field(k, types[k]) for k in keys])
+
+
+def conform(table: Any, schema: Any) -> Any:
+    """``table`` in ``schema``'s columns and types: a column it lacks (a file from before
+    videos has no ``frames``, ``spread``) is all null."""
+    pa = require_pyarrow()
+    cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+            else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 def utf8_text(s: str | None) -> str | None:
@@ -56,15 +75,15 @@ def utf8_text(s: str | None) -> str | None:
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def predictions_table(preds: Iterable[Prediction], kind: str) -> Any:
+def predictions_table(preds: Iterable[Prediction], kind: str, per_frame: bool = False) -> Any:
     """A ``pyarrow.Table`` of predictions in :func:`arrow_schema`'s columns (text through
-    :func:`utf8_text`)."""
+    :func:`utf8_text`); ``per_frame``: a video's frames as rows."""
     pa = require_pyarrow()
-    schema = arrow_schema(kind)
-    preds = list(preds)
-    values = {"path": [utf8_text(p.source) for p in preds]}
-    for name in schema.names[1:]:
-        values[name] = [getattr(p, name) for p in preds]
+    schema = arrow_schema(kind, per_frame)
+    rows = [r for p in preds for r in frame_rows(p)] if per_frame else \
+        [{"path": p.source, **{n: getattr(p, n) for n in schema.names[1:]}} for p in preds]
+    values = {n: [r.get(n) for r in rows] for n in schema.names}
+    values["path"] = [utf8_text(s) for s in values["path"]]
     values["error"] = [utf8_text(e) for e in values["error"]]
     return pa.Table.from_pydict(values, schema=schema)
 

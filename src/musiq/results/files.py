@@ -52,9 +52,10 @@ class OutputFile:
     #: Parquet: the lock file beside it (removed on :meth:`close`).
     lock_path: str | None = None
 
-    def repair(self, kind: str | None = None, provenance: dict | None = None) -> None:
+    def repair(self, kind: str | None = None, provenance: dict | None = None,
+               per_frame: bool = False) -> None:
         """Remove a row a crash cut short (CSV, JSONL) or fold a killed Parquet run's journal
-        into the file, so appending goes on cleanly."""
+        into the file (``per_frame``: its layout), so appending goes on cleanly."""
         if self.cut_at is not None:
             self.file.seek(0)
             self.file.truncate(self.cut_at)
@@ -62,24 +63,28 @@ class OutputFile:
             self.cut_at = None
         if self.journal and kind is not None:
             from .parquet import fold_journal
-            fold_journal(self.path, kind, provenance)
+            fold_journal(self.path, kind, provenance, per_frame)
             self.journal = False
 
-    def check_kind(self, kind: str) -> None:
-        """Raise when a resumed file was written for another kind of model."""
-        from .columns import accepted_headers
+    def check_kind(self, kind: str, per_frame: bool = False) -> None:
+        """Raise when a resumed file was written for another kind of model, or per frame
+        when this run is per video (``per_frame``) or the reverse. A file from before videos
+        (no video columns) is accepted."""
+        from .columns import VIDEO_COLUMNS, accepted_headers
+        why = "(another model kind, or --per-frame differs?)"
         if self.fmt == "parquet" and os.path.exists(self.path):
             from .arrow import arrow_schema
             from .parquet import parquet_schema_names
-            names, want = parquet_schema_names(self.path), arrow_schema(kind).names
-            if names != want:
+            names, want = parquet_schema_names(self.path), arrow_schema(kind, per_frame).names
+            before_videos = [n for n in want if n not in VIDEO_COLUMNS]
+            if names != want and (per_frame or names != before_videos):
                 raise MusiqError(f"--resume: {self.path} has columns {','.join(names)}, "
-                                 f"expected {','.join(want)} (another model kind?)")
+                                 f"expected {','.join(want)} {why}")
         if self.fmt == "csv" and self.header is not None and \
-                self.header not in accepted_headers(kind):
-            want = accepted_headers(kind)[0]
+                self.header not in accepted_headers(kind, per_frame):
+            want = accepted_headers(kind, per_frame)[0]
             raise MusiqError(f"--resume: {self.path} has columns {','.join(self.header)}, "
-                             f"expected {','.join(want)} (another model kind?)")
+                             f"expected {','.join(want)} {why}")
 
     def drop_failed(self) -> int:
         """Remove the failed rows (they are scored again); returns how many. CSV and JSONL

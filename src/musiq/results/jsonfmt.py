@@ -46,7 +46,24 @@ def prediction_from_dict(d: object, where: str) -> Prediction:
                       logits=_numbers(d.get("logits"), "logits", where),
                       distribution=_numbers(d.get("distribution"), "distribution", where),
                       std=None if std is None or math.isnan(std) else std,
-                      top5=top5 if isinstance(top5, list) else None)
+                      top5=top5 if isinstance(top5, list) else None, **_video(d, where))
+
+
+def _video(d: dict, where: str) -> dict:
+    """A video's ``frames``, ``spread`` and ``frame_scores`` (objects with a number or null
+    ``score``); None for an image's row."""
+    frames = _number(d.get("frames"), "frames", where)
+    if frames is not None and not (math.isfinite(frames) and frames == int(frames) >= 0):
+        raise MusiqError(f"{where}: frames is not a count")
+    scores = d.get("frame_scores")
+    if scores is not None:
+        if not isinstance(scores, list) or not all(isinstance(f, dict) for f in scores):
+            raise MusiqError(f"{where}: frame_scores is not a list of objects")
+        for f in scores:
+            _number(f.get("score"), "frame_scores score", where)
+            _number(f.get("time"), "frame_scores time", where)
+    return {"frames": None if frames is None else int(frames),
+            "spread": _number(d.get("spread"), "spread", where), "frame_scores": scores}
 
 
 @dataclass

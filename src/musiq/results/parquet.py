@@ -20,7 +20,7 @@ from typing import IO, Iterator
 
 from ..atomic import create_exclusive, replace_with
 from ..errors import MusiqError
-from .arrow import arrow_schema, predictions_table, require_pyarrow, table_predictions
+from .arrow import arrow_schema, conform, predictions_table, require_pyarrow, table_predictions
 from .columns import ENCODING, ERRORS, row_dict
 from .jsonfmt import parse_jsonl
 from .rows import Prediction
@@ -123,14 +123,17 @@ class ParquetWriter:
     """Rows journaled as they arrive, the Parquet file rewritten from the previous rows and
     the journal on :meth:`close` (see the module). ``keep`` (resume): the previous file's rows
     are carried over (its failed ones left out with ``drop_failed``); ``provenance`` goes into
-    the schema metadata under ``musiq``. ``rows``: rows per row group of the final file."""
+    the schema metadata under ``musiq``. ``rows``: rows per row group of the final file.
+    ``per_frame``: one row per video frame (the journal keeps whole rows either way); a
+    previous file from before videos is carried over with its video columns null."""
 
     def __init__(self, path: str, kind: str, *, keep: bool = False, rows: int = GROUP_ROWS,
-                 drop_failed: bool = False, provenance: dict | None = None) -> None:
+                 drop_failed: bool = False, provenance: dict | None = None,
+                 per_frame: bool = False) -> None:
         require_pyarrow()
         self.path, self.kind, self.rows = path, kind, max(rows, 1)
-        self.keep, self.drop_failed = keep, drop_failed
-        schema = arrow_schema(kind)
+        self.keep, self.drop_failed, self.per_frame = keep, drop_failed, per_frame
+        schema = arrow_schema(kind, per_frame)
         if provenance is not None:  # the same record as OUT.meta.json, in the file itself
             schema = schema.with_metadata({PARQUET_KEY: json.dumps(provenance)})
         self.schema = schema
@@ -154,7 +157,7 @@ class ParquetWriter:
         import pyarrow.parquet as pq
         bare = self.schema.remove_metadata()
         for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.rows):
-            table = __import__("pyarrow").Table.from_batches([batch]).cast(bare)
+            table = conform(__import__("pyarrow").Table.from_batches([batch]), bare)
             if self.drop_failed:
                 table = table.filter(pc.is_null(table.column("error")))
             yield table
@@ -169,13 +172,15 @@ class ParquetWriter:
             for rows in _journal_chunks(self.path, self.rows):
                 # Rows already in the file: a stop between the rename and the journal's removal.
                 rows = [p for p in rows if p.source not in present]
-                table = predictions_table(rows, self.kind)
+                table = predictions_table(rows, self.kind, self.per_frame)
                 out.write_table(table.replace_schema_metadata(self.schema.metadata))
 
 
-def fold_journal(path: str, kind: str, provenance: dict | None) -> None:
-    """A run cut by ``kill -9`` left a journal: write its rows into the Parquet file now."""
+def fold_journal(path: str, kind: str, provenance: dict | None,
+                 per_frame: bool = False) -> None:
+    """A run cut by ``kill -9`` left a journal: write its rows into the Parquet file now
+    (``per_frame``: the file's layout, one row per video frame)."""
     if os.path.lexists(journal_path(path)):
         read_journal(path, repair=True)
-        w = ParquetWriter(path, kind, keep=True, provenance=provenance)
+        w = ParquetWriter(path, kind, keep=True, provenance=provenance, per_frame=per_frame)
         w.close()

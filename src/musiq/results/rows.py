@@ -14,6 +14,12 @@ class Prediction:
     top-1 probability (ImageNet, 0-1); None when the image failed, and ``error`` says why.
     ``distribution``/``std``: AVA's 10 bin probabilities (scores 1..10) and their std.
     ``top5``: ImageNet's five best classes as ``{"class": index, "probability": p}``.
+
+    Videos (:mod:`musiq.video_scoring`): ``score`` is pooled over the sampled frames,
+    ``frames`` their count, ``spread`` the standard deviation of their scores and
+    ``frame_scores`` one ``{"frame", "time", "score", ...}`` per frame in stream order; a
+    truncated or damaged video keeps the score of the frames decoded and ``error`` says so.
+    Images leave these None.
     """
 
     source: str
@@ -23,6 +29,9 @@ class Prediction:
     distribution: list[float] | None = None
     std: float | None = None
     top5: list[dict] | None = None
+    frames: int | None = None
+    spread: float | None = None
+    frame_scores: list[dict] | None = None
 
     @property
     def ok(self) -> bool:

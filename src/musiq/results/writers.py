@@ -11,6 +11,7 @@ from typing import IO
 
 from .columns import csv_header, csv_values, fmt_float, row_dict
 from .csvfmt import render_row
+from .frames import frame_predictions
 from .rows import Prediction
 
 
@@ -32,19 +33,23 @@ class Writer:
 
 
 class CsvWriter(Writer):
-    """CSV rows in :func:`csv_header`'s columns, or in ``columns`` (a resumed file's own)."""
+    """CSV rows in :func:`csv_header`'s columns, or in ``columns`` (a resumed file's own);
+    ``per_frame``: one row per video frame (:mod:`musiq.results.frames`)."""
 
     def __init__(self, out: IO[str], kind: str, header: bool = True,
-                 columns: list[str] | None = None) -> None:
+                 columns: list[str] | None = None, per_frame: bool = False) -> None:
         super().__init__(out)
-        self.kind = kind
-        self.columns = list(columns) if columns else csv_header(kind)
+        self.kind, self.per_frame = kind, per_frame
+        self.columns = list(columns) if columns else csv_header(kind, per_frame)
         if header:
             self.out.write(render_row(self.columns))
             self.out.flush()
 
     def render(self, p: Prediction) -> str:
-        return render_row(csv_values(p, self.columns))
+        if not self.per_frame:
+            return render_row(csv_values(p, self.columns))
+        return "".join(render_row(csv_values(row, self.columns, frame))
+                       for row, frame in frame_predictions(p))
 
 
 class JsonLinesWriter(Writer):
@@ -90,10 +95,15 @@ def model_line(model: str | None, score_range: tuple[float, float] | None) -> st
 
 
 class TableWriter(Writer):
+    """Aligned text for a terminal; a video's frame count and spread in ``info``, and
+    (``per_frame``) a line per frame under it."""
+
     def __init__(self, out: IO[str], width: int, model: str | None = None,
-                 score_range: tuple[float, float] | None = None) -> None:
+                 score_range: tuple[float, float] | None = None,
+                 per_frame: bool = False) -> None:
         super().__init__(out)
         self.width = max(width, 4)
+        self.per_frame = per_frame
         self.out.write(model_line(model, score_range))
         self.out.write(f"{'path':<{self.width}}  {'score':>11}  info\n")
 
@@ -107,8 +117,20 @@ class TableWriter(Writer):
             info = f"top-1 class {p.top5[0]['class']}" + (f" ({name})" if name else "")
         else:
             info = ""
+        if p.frames is not None:
+            video = f"{p.frames} frames" + (f", spread {p.spread:.4f}"
+                                             if p.spread is not None else "")
+            info = f"{video}; {info}" if info else video
         score = "-" if p.score is None else f"{p.score:.6f}"
-        return f"{p.source:<{self.width}}  {score:>11}  {info}\n"
+        line = f"{p.source:<{self.width}}  {score:>11}  {info}\n"
+        if self.per_frame:
+            line += "".join(self._frame_line(f) for f in p.frame_scores or [])
+        return line
+
+    def _frame_line(self, f: dict) -> str:
+        score = "-" if f.get("score") is None else f"{f['score']:.6f}"
+        at = f" at {f['time']:.3f} s" if f.get("time") is not None else ""
+        return f"{'':<{self.width}}  {score:>11}  frame {f.get('frame')}{at}\n"
 
 
 class SeedWriter(Writer):
@@ -134,15 +156,17 @@ def fmt_float32(x: float | None) -> str:
 def make_writer(fmt: str, out: IO[str], *, kind: str, width: int = 0, several: bool = True,
                 header: bool = True, model: str | None = None,
                 score_range: tuple[float, float] | None = None,
-                columns: list[str] | None = None) -> Writer:
+                columns: list[str] | None = None, per_frame: bool = False) -> Writer:
     """A writer for ``table``, ``json``, ``jsonl``, ``csv`` or ``seed``; the table names
-    ``model`` and its ``score_range`` on its first line; ``columns``: a resumed CSV's own."""
+    ``model`` and its ``score_range`` on its first line; ``columns``: a resumed CSV's own;
+    ``per_frame``: CSV and the table show one row per video frame (JSON always nests
+    ``frame_scores``)."""
     if fmt == "csv":
-        return CsvWriter(out, kind, header=header, columns=columns)
+        return CsvWriter(out, kind, header=header, columns=columns, per_frame=per_frame)
     if fmt == "jsonl":
         return JsonLinesWriter(out, kind)
     if fmt == "json":
         return JsonArrayWriter(out, kind)
     if fmt == "seed":
         return SeedWriter(out, several)
-    return TableWriter(out, width, model, score_range)
+    return TableWriter(out, width, model, score_range, per_frame)

@@ -100,12 +100,22 @@
     dist.forEach((p, i) => s.append(svg("rect", { x: i * 10 + 1, y: 28 - 26 * p / m, width: 8, height: 26 * p / m })));
     return s;
   }
+  // A video's quality over time: its frame scores against time, on the model's range.
+  function curveSvg(curve) {
+    const s = svg("svg", { class: "curve", viewBox: "0 0 100 28", preserveAspectRatio: "none" });
+    const t0 = curve[0][0], t1 = Math.max(curve[curve.length - 1][0], t0 + 1e-9);
+    const pts = curve.map(([t, v]) => `${(100 * (t - t0) / (t1 - t0)).toFixed(2)},${(27 - 26 * Math.min(1, Math.max(0, (v - lo) / (hi - lo)))).toFixed(2)}`);
+    s.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: "currentColor", "stroke-width": 1.5, "vector-effect": "non-scaling-stroke" }));
+    s.dataset.frames = String(curve.length);
+    return s;
+  }
   function card(r) {
     const li = el("li", { "data-name": r.name, "data-index": r.index });
     if (r.score !== null) li.dataset.score = r.score; else li.className = "failed";
     const pic = el("div", { class: "pic" });
     if (r.thumb) pic.append(el("img", { src: r.thumb, alt: r.name, loading: "lazy" }));
     li.append(pic, el("div", { class: "score" }, r.score !== null ? fmt(r.score) : "failed"));
+    if (r.curve) { li.append(curveSvg(r.curve)); li.append(el("div", { class: "name" }, `${r.curve.length} frames, ${fmt(r.curve[r.curve.length - 1][0])} s`)); }
     if (r.dist) { li.append(distSvg(r.dist)); li.append(el("div", { class: "name" }, `std ${fmt(r.std)}`)); }
     li.append(el("div", { class: "name", title: r.path }, r.name));
     if (r.error) li.append(el("div", { class: "name" }, r.error));
