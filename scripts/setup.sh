@@ -9,7 +9,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-extras="serve,eval,train,onnx,parquet,ray,video"
+extras="serve,eval,train,onnx,parquet,ray,serve-ray,video"
 [ "${1:-}" = "dev" ] && extras="$extras,dev"
 stamp=".venv/.musiq-installed-$(echo "$extras" | tr -cd 'a-z')"
 if [ ! -x .venv/bin/python ]; then

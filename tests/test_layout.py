@@ -12,10 +12,10 @@ from conftest import ROOT
 SRC = ROOT / "src" / "musiq"
 #: Stages in the order data flows; a module may import its own stage and earlier ones.
 STAGES = {
-    "errors": 0, "failures": 0, "atomic": 0, "_version": 0, "_aliases": 0, "suggest": 0,
+    "errors": 0, "failures": 0, "atomic": 0, "_version": 0, "_aliases": 0, "suggest": 0, "extras": 0,
     "decoding": 1, "tokens": 2, "network": 3, "engine": 4, "results": 5, "scorer": 6,
     "cli": 7, "serve": 7, "report": 7, "distributed": 7, "explain": 7, "evaluation": 7,
-    "training": 7, "distributed_inputs": 7, "__main__": 8, "": 8,
+    "training": 7, "distributed_inputs": 7, "video_scoring": 7, "__main__": 8, "": 8,
 }
 MODULES = sorted(p for p in SRC.rglob("*.py"))
 

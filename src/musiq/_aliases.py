@@ -31,7 +31,7 @@ MOVED = {
     # flat during this round's work, before the regrouping:
     "memory": "engine.memory", "runtime_openvino": "engine.openvino",
     "runtime_cache": "engine.runtime_cache", "reading": "decoding.reading",
-    "extras": "network.extras", "transfer": "network.transfer", "jpeg": "decoding.jpeg",
+    "transfer": "network.transfer", "jpeg": "decoding.jpeg",
     "limits": "decoding.limits",
 }
 

@@ -13,7 +13,18 @@ import shlex
 import sys
 from importlib import metadata
 
-from .locate import install_root
+from pathlib import Path
+
+
+
+def install_root() -> Path | None:
+    """The checkout this package runs from (an editable install, ``bash musiq.sh``): the
+    folder above ``src/musiq`` holding ``pyproject.toml``; None for an installed wheel."""
+    here = Path(__file__).resolve()
+    for parent in list(here.parents)[:4]:
+        if (parent / "pyproject.toml").is_file() and (parent / "src" / "musiq").is_dir():
+            return parent
+    return None
 
 
 def requirements(extra: str) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from .errors import CheckpointNotFound
+from .extras import install_root  # noqa: F401  (this module's name for it too)
 from .registry import ModelInfo
 
 ENV_DIR = "MUSIQ_CHECKPOINT_DIR"
@@ -30,16 +31,6 @@ def local_dir() -> Path:
     """``./musiq_original/checkpoints`` (relative to the working directory) or
     ``$MUSIQ_LOCAL_DIR``."""
     return Path(os.environ.get(ENV_LOCAL_DIR) or LOCAL_DIR)
-
-
-def install_root() -> Path | None:
-    """The checkout this package runs from (an editable install, ``bash musiq.sh``): the
-    folder above ``src/musiq`` holding ``pyproject.toml``; None for an installed wheel."""
-    here = Path(__file__).resolve()
-    for parent in list(here.parents)[:4]:
-        if (parent / "pyproject.toml").is_file() and (parent / "src" / "musiq").is_dir():
-            return parent
-    return None
 
 
 def installed_dir() -> Path | None:
