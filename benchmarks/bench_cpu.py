@@ -124,7 +124,7 @@ def main() -> None:
         rounds = a.rounds or rounds
         path = tmp / f"img_{name}.jpg"
         make_image(path, w, h)
-        tokens = len(musiq.preprocess(musiq.load_image(path)))
+        tokens = len(musiq.tokens.preprocess(musiq.load_image(path)))
         gflop = model_gflop(tokens)
         files = [str(path)] * n
         huge = w * h > 5_000_000

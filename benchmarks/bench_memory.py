@@ -1,5 +1,5 @@
 """Memory over a folder of mixed sizes: the RSS curve of ``predict_many`` over N JPEGs of N
-different sizes, without and with musiq's memory bounds (:mod:`musiq.memory`).
+different sizes, without and with musiq's memory bounds (:mod:`musiq.engine.memory`).
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_memory.py --images 400
 
@@ -63,7 +63,7 @@ def worker(args: argparse.Namespace) -> None:
     import musiq
     from musiq import memory
     if args.variant == "unbounded":
-        memory.unbound()  # the state before musiq.memory: no trimming, default caches
+        memory.unbound()  # the state before musiq.engine.memory: no trimming, default caches
     scorer = musiq.load(args.model, device="cpu")
     files = json.loads(Path(args.files).read_text())
     curve, start = [(0, rss_mb())], time.perf_counter()

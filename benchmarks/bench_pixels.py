@@ -33,8 +33,8 @@ import torch
 
 import musiq
 from musiq import load_image, preprocess
-from musiq.pipeline import iter_prepared
-from musiq.preprocess_torch import tokenize
+from musiq.tokens.pipeline import iter_prepared
+from musiq.tokens.preprocess_torch import tokenize
 
 
 def _median_time(fn, repeat: int) -> float:

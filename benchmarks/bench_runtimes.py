@@ -40,7 +40,7 @@ TORCH_VS_PYIQA = 1.77
 
 def side_by_side(ckpt: Path, image: Path, rounds: int) -> None:
     import musiq
-    from musiq.backend import cpu_has_bf16
+    from musiq.engine.runtimes import cpu_has_bf16
     variants = [("torch", "fp32"), ("torch", "bf16")]
     try:
         import onnxruntime  # noqa: F401

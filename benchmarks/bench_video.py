@@ -37,7 +37,7 @@ def make_clip(path: Path, width: int, height: int, seconds: float, rate: int = 2
 
 
 def decode_only(path: Path) -> int:
-    from musiq.video import VideoReader
+    from musiq.decoding.video import VideoReader
     with VideoReader(path) as r:
         return sum(1 for _ in r.frames(1.0))
 
@@ -70,7 +70,7 @@ def bench(checkpoint: str, seconds: float, repeats: int) -> None:
 
 
 def memory(minutes: float) -> None:
-    from musiq.video import VideoReader
+    from musiq.decoding.video import VideoReader
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "long.mp4"
         t = time.perf_counter()

@@ -25,7 +25,7 @@ TESTS = ROOT / "tests"
 
 def main() -> None:
     import musiq
-    from musiq.backend import cpu_has_bf16
+    from musiq.engine.runtimes import cpu_has_bf16
     records = json.loads((TESTS / "golden" / "scores.json").read_text())["images"]
     paths = [TESTS / "golden" / "images" / r["file"] for r in records
              if "logits" in r["1class"]]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import musiq
-from musiq.model import PackedBatch
+from musiq.network.model import PackedBatch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from checkpoints import random_params  # noqa: E402  (the golden weights)

@@ -14,7 +14,7 @@ every parameter moves the output:
 | GroupNorm / LayerNorm biases | 0.1 n |
 | other biases | 0.05 n |
 
-Shapes come from :func:`musiq.architecture.parameter_shapes`, the one official-name table.
+Shapes come from :func:`musiq.network.architecture.parameter_shapes`, the one official-name table.
 
     python tests/checkpoints.py OUT.npz [--classes 1|10|1000] [--single-scale] [--seed N]
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from musiq.architecture import Architecture, parameter_shapes
+from musiq.network.architecture import Architecture, parameter_shapes
 
 GOLDEN_SEED = 20240601
 _CONVS = {"conv_root", "conv1", "conv2", "conv3", "conv_proj"}

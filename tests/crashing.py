@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from musiq.preprocessor import Preprocessor
+from musiq.tokens.preprocessor import Preprocessor
 
 
 @dataclass(frozen=True)

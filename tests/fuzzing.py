@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from corpus import good_cases
-from musiq.decode import decode_bytes
+from musiq.decoding.decode import decode_bytes
 from musiq.errors import ImageError
-from musiq.preprocess import preprocess
+from musiq.tokens.preprocess import preprocess
 
 OPS = ("flip", "byte", "be16", "be32", "le16", "le32", "truncate", "delete", "duplicate",
        "insert")

@@ -142,7 +142,7 @@ def test_corrupt_cache_file_is_rebuilt_not_used(ckpt_1class, golden, capfd, tmp_
 
 
 def test_cache_file_stale_truncated_or_foreign_is_rejected(tmp_path):
-    from musiq.runtime_cache import CacheKey, cached, read_parts, write_parts
+    from musiq.engine.runtime_cache import CacheKey, cached, read_parts, write_parts
     key = CacheKey("ab" * 32, "0.1.0", "openvino", "2026.4", "fp32")
     path = tmp_path / key.filename()
     write_parts(path, key, [b"<xml/>", b"\x01\x02\x03" * 100])
@@ -238,7 +238,7 @@ def test_bf16_scores_are_not_quantised(backend, mos_checkpoint):
     """Before issue 20 the torch bf16 path ran the head in bf16: scores above 64 moved in
     0.5 steps, 32-64 in 0.25 steps, and images tied."""
     import musiq
-    from musiq.backend import cpu_has_bf16
+    from musiq.engine.runtimes import cpu_has_bf16
     if backend == "openvino" and not cpu_has_bf16():
         pytest.skip("this CPU has no bf16: the openvino bf16 path is not taken")
     ref = musiq.load(mos_checkpoint, device="cpu", backend="torch")

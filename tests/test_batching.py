@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import GOLDEN
-from musiq.batching import Reorder, batch_cost, cut, schedule
+from musiq.engine.batching import Reorder, batch_cost, cut, schedule
 
 IMAGES = GOLDEN / "images"
 # Mixed sizes (7 to 400+ tokens), a grey JPEG, an RGBA PNG, and a 1000x2 image.

@@ -9,7 +9,7 @@ import pytest
 
 import musiq
 from conftest import GOLDEN, write_checkpoint
-from musiq.checkpoint import PREFIX, load_checkpoint, parameter_shapes, read_headers
+from musiq.network.checkpoint import PREFIX, load_checkpoint, parameter_shapes, read_headers
 
 IMAGE = GOLDEN / "images" / "coffee_30x20_q90.jpg"
 

@@ -17,7 +17,7 @@ import pytest
 
 import musiq
 from conftest import GOLDEN, write_checkpoint
-from musiq.checkpoint import PREFIX, load_checkpoint, parameter_shapes, read_headers
+from musiq.network.checkpoint import PREFIX, load_checkpoint, parameter_shapes, read_headers
 from musiq.errors import CheckpointError
 
 EMB_BIAS = PREFIX + "embedding/bias.npy"

@@ -144,7 +144,7 @@ def test_cheap_file_with_costly_image_is_refused_naming_the_limit(ckpt_1class, t
 
 
 def test_many_scans_are_refused():
-    from musiq.decode import decode_bytes
+    from musiq.decoding.decode import decode_bytes
     from musiq.errors import ImageError
     data = (IMAGES / SMALL).read_bytes()
     with pytest.raises(ImageError, match="300 scans, above the limit of 256"):
@@ -382,7 +382,7 @@ def test_imagenet_classes_have_names(ckpt_1000class):
     r = musiq_cli("score", IMAGES / SMALL, "--model", ckpt_1000class, "--format", "json")
     assert r.returncode == 0, r.stderr
     (o,) = json.loads(r.stdout)
-    from musiq.imagenet import class_names
+    from musiq.network.imagenet import class_names
     names = class_names()
     assert len(names) == 1000 and names[0] == "tench" and names[207] == "golden retriever"
     assert [t["name"] for t in o["top5"]] == [names[t["class"]] for t in o["top5"]]

@@ -66,7 +66,7 @@ def ray_engine(ckpt, files):
     import ray
 
     from musiq.distributed import score_dataset
-    from musiq.tables import table_predictions
+    from musiq.results.tables import table_predictions
     import tempfile
     tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=tmp)
@@ -101,8 +101,8 @@ def http_service(ckpt, files):
 
 def training_validation(ckpt, files):
     from musiq.engine import ScorerOptions, make_plan
-    from musiq.labels import LabelItem
-    from musiq.outputs import output_kind
+    from musiq.evaluation.labels import LabelItem
+    from musiq.network.outputs import output_kind
     from musiq.training.data import LabelledImages
     from musiq.training.validation import Validator
     net = musiq.create_model(ckpt)

@@ -23,7 +23,7 @@ from conftest import GOLDEN
 ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from musiq.tables import arrow_schema  # noqa: E402
+from musiq.results.tables import arrow_schema  # noqa: E402
 
 IMAGES = ["chelsea_20x30_q90.jpg", "coffee_30x20_q90.jpg", "coffee_1000x2_q90.jpg",
           "astronaut_333x517_q85.jpg"]
@@ -212,7 +212,7 @@ def test_bytes_and_path_values_that_are_not_bytes_get_clear_errors(local_ray, sc
     import pyarrow as pa
 
     from musiq.distributed import score_dataset
-    from musiq.reading import NULL_PATH
+    from musiq.decoding.reading import NULL_PATH
     good = str(GOLDEN / "images" / IMAGES[0])
     data = Path(good).read_bytes()
     src = ray.data.from_arrow(pa.table({
@@ -231,7 +231,7 @@ def test_bytes_and_path_values_that_are_not_bytes_get_clear_errors(local_ray, sc
 
 def test_reading_checks_without_ray(hostile_folder):
     from musiq.errors import ImageError
-    from musiq.reading import bytes_value, read_source
+    from musiq.decoding.reading import bytes_value, read_source
     d = hostile_folder
     assert read_source(f"file://{d / IMAGES[0]}", 10**6) == (d / IMAGES[0]).read_bytes()
     for name, reason in (("huge.jpg", "above the limit"), ("pipe.jpg", "FIFO"),

@@ -17,10 +17,10 @@ import pytest
 import musiq
 from conftest import GOLDEN
 from fileserver import FileServer
-from musiq.download import (DownloadError, TransferInterrupted, download, ensure_checkpoint,
+from musiq.network.download import (DownloadError, TransferInterrupted, download, ensure_checkpoint,
                             read_record)
 from musiq.errors import CheckpointNotFound
-from musiq.registry import get_info
+from musiq.network.registry import get_info
 
 KONIQ = get_info("koniq")
 URL_PATH = "/" + KONIQ.relpath
@@ -223,7 +223,7 @@ def test_a_silent_server_times_out_and_resumes(server, ckpt_bytes, tmp_path):
 
 def test_a_trickling_server_is_abandoned_for_its_rate(server, ckpt_bytes, tmp_path, monkeypatch):
     """A byte every 0.2 s never trips the per-read timeout; the minimum rate does."""
-    import musiq.transfer as transfer
+    import musiq.network.transfer as transfer
     monkeypatch.setattr(transfer, "RATE_WINDOW", 1.0)
     server.behaviour.files[URL_PATH] = ckpt_bytes
     server.behaviour.trickle_s = 0.2
@@ -242,7 +242,7 @@ def test_total_deadline(server, ckpt_bytes, tmp_path):
 
 
 def test_an_endless_response_is_cut_at_the_bound_and_not_kept(server, tmp_path, monkeypatch):
-    import musiq.download as dl
+    import musiq.network.download as dl
     monkeypatch.setitem(dl.SIZE_BOUNDS, KONIQ.filename, 5_000_000)
     server.behaviour.files[URL_PATH] = b"x"
     server.behaviour.endless = True
@@ -281,7 +281,7 @@ def test_cli_download_finds_the_local_checkout_dir_and_offline(server, ckpt_byte
 
 def test_on_demand_download_logs_progress_without_a_terminal(server, ckpt_bytes, tmp_path):
     server.behaviour.files[URL_PATH] = ckpt_bytes
-    code = ("import musiq, musiq.transfer as t; t.LOG_EVERY_S = 0.0; "
+    code = ("import musiq, musiq.network.transfer as t; t.LOG_EVERY_S = 0.0; "
             f"musiq.load('koniq', checkpoint_dir={str(tmp_path)!r})")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300, cwd=tmp_path)

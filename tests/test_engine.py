@@ -81,7 +81,7 @@ def test_token_bound_refuses_before_the_model(scorer_1class, wide_png):
     start = time.perf_counter()
     (p,) = list(scorer.predict_many([wide_png]))
     assert time.perf_counter() - start < 30
-    from musiq.preprocess import token_count
+    from musiq.tokens.preprocess import token_count
     n = token_count(1, 200_000, musiq.MULTI_SCALE)
     assert n > 6000
     assert p.score is None and f"{n:,} tokens, above the limit of 2,000" in p.error
@@ -102,7 +102,7 @@ def test_cli_token_bound(ckpt_1class, wide_png):
 def test_engine_runs_every_forward_pass(scorer_1class, golden):
     """The scorer's logits, the engine's own and its packed-stream rows are one computation."""
     from musiq.engine.stream import run_stream
-    from musiq.pipeline import iter_prepared
+    from musiq.tokens.pipeline import iter_prepared
     from conftest import GOLDEN
     names = sorted(golden)[:3]
     files = [GOLDEN / "images" / n for n in names if "logits" in golden[n]["1class"]]

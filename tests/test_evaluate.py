@@ -78,7 +78,7 @@ def test_distribution_labels_emd(small_set, scorer_10class, tmp_path):
     ava = tmp_path / "AVA.txt"
     ava.write_text("\n".join(lines) + "\n")
     r = musiq.evaluate(scorer_10class, ava, images=small_set,
-                       columns=musiq.labels.preset("ava"), bootstrap=50)
+                       columns=musiq.evaluation.labels.preset("ava"), bootstrap=50)
     assert r.n == 6
     assert r.emd is not None and 0 < r.emd < 1
     assert r.emd_ci[0] <= r.emd <= r.emd_ci[1]
@@ -86,4 +86,4 @@ def test_distribution_labels_emd(small_set, scorer_10class, tmp_path):
     means = (votes / votes.sum(1, keepdims=True) * np.arange(1, 11)).sum(1)
     assert np.allclose([x["label"] for x in r.items], means)
     pred = np.array([x["distribution"] for x in r.items])
-    assert r.emd == pytest.approx(float(musiq.metrics.emd(pred, votes).mean()))
+    assert r.emd == pytest.approx(float(musiq.evaluation.metrics.emd(pred, votes).mean()))

@@ -78,7 +78,7 @@ def test_padded_batch_and_garbage_padding(scorer_10class):
 def onnx_files(ckpt_1class, ckpt_10class, tmp_path_factory):
     pytest.importorskip("onnxruntime")
     import musiq
-    from musiq.export import export_onnx
+    from musiq.engine.export import export_onnx
     out = {}
     root = tmp_path_factory.mktemp("onnx")
     for classes, ckpt in ((1, ckpt_1class), (10, ckpt_10class)):
@@ -91,7 +91,7 @@ def onnx_files(ckpt_1class, ckpt_10class, tmp_path_factory):
 
 @pytest.mark.parametrize("classes", [1, 10])
 def test_onnx_matches_golden_logits(classes, onnx_files, golden):
-    from musiq.export import OnnxRuntimeModel
+    from musiq.engine.export import OnnxRuntimeModel
     session = OnnxRuntimeModel(onnx_files[classes])
     worst = 0.0
     for name in SCORED:
@@ -103,7 +103,7 @@ def test_onnx_matches_golden_logits(classes, onnx_files, golden):
 
 
 def test_onnx_padded_batch(onnx_files, golden):
-    from musiq.export import OnnxRuntimeModel
+    from musiq.engine.export import OnnxRuntimeModel
     session = OnnxRuntimeModel(onnx_files[10])
     x = pad_batch([golden_tokens(n) for n in SMALL])
     got = session.logits(x)
@@ -147,7 +147,7 @@ def test_cli_tokens_bad_image(tmp_path):
 
 def test_cli_export_runs_the_file(ckpt_1class, tmp_path, golden):
     pytest.importorskip("onnxruntime")
-    from musiq.export import OnnxRuntimeModel
+    from musiq.engine.export import OnnxRuntimeModel
     out = tmp_path / "m.onnx"
     r = musiq_cli("export", "--model", str(ckpt_1class), "--format", "onnx", "--output",
                   str(out))

@@ -11,8 +11,8 @@ import torch
 
 import musiq
 from musiq import export as export_mod
-from musiq.export import export_onnx
-from musiq.factory import create_model
+from musiq.engine.export import export_onnx
+from musiq.network.factory import create_model
 
 from conftest import ROOT
 

@@ -18,7 +18,7 @@ from PIL import Image, ImageFile, ImageOps
 from corpus import (bad_cases, exif_jpeg, good_cases, header_only_png, mpo_jpeg, pil_bytes,
                     smooth_rgb)
 from musiq import ImageError, load_image, preprocess
-from musiq.decode import decode_bytes
+from musiq.decoding.decode import decode_bytes
 
 GOOD = good_cases()
 BAD = bad_cases()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import GOLDEN
-from musiq.architecture import OFFICIAL
+from musiq.network.architecture import OFFICIAL
 
 HEADS, HIDDEN = OFFICIAL.heads, OFFICIAL.hidden
 

@@ -11,7 +11,7 @@ import pytest
 import musiq
 from conftest import GOLDEN, ROOT
 from musiq.errors import CheckpointNotFound
-from musiq.locate import cache_dir, search_dirs
+from musiq.network.locate import cache_dir, search_dirs
 
 
 def test_golden_data_is_in_the_repository():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from musiq.labels import LabelColumns, LabelError, parse_columns, preset, read_labels
+from musiq.evaluation.labels import LabelColumns, LabelError, parse_columns, preset, read_labels
 
 
 def test_default_csv(tmp_path):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import musiq.locate as locate
+import musiq.network.locate as locate
 from musiq.errors import CheckpointNotFound
-from musiq.registry import get_info
+from musiq.network.registry import get_info
 
 ROOT = Path(__file__).resolve().parents[1]
 

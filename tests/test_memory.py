@@ -1,4 +1,4 @@
-"""Memory bounds (musiq.memory): glibc's mmap threshold stays fixed once a model is loaded,
+"""Memory bounds (musiq.engine.memory): glibc's mmap threshold stays fixed once a model is loaded,
 so blocks of ever-new sizes (the activations of images of ever-new sizes) are mapped and
 given back instead of fragmenting a heap that never shrinks. Checked through glibc's own
 counters (mallinfo2), in a fresh process per case: deterministic, no RSS timing."""

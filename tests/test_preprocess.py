@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musiq.preprocess import (MULTI_SCALE, SINGLE_SCALE, extract_patches, gaussian_resize,
+from musiq.tokens.preprocess import (MULTI_SCALE, SINGLE_SCALE, extract_patches, gaussian_resize,
                               hashed_index, normalise, preprocess, resize_spans, target_size)
 
 

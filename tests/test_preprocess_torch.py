@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import musiq
 from conftest import GOLDEN, golden_records
 from musiq import load_image, preprocess
-from musiq.pipeline import iter_prepared
-from musiq.preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig
-from musiq.preprocess_torch import num_tokens, tokenize, tokenize_one
-from musiq.preprocessor import Preprocessor
+from musiq.tokens.pipeline import iter_prepared
+from musiq.tokens.preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig
+from musiq.tokens.preprocess_torch import num_tokens, tokenize, tokenize_one
+from musiq.tokens.preprocessor import Preprocessor
 
 DIGESTS = json.loads((GOLDEN / "tokens.json").read_text())
 TOKENS = [r["file"] for r in golden_records() if r["file"].rsplit(".", 1)[0] in DIGESTS]

@@ -10,7 +10,7 @@ import sys
 from conftest import GOLDEN, write_checkpoint, ROOT
 
 import musiq
-from musiq.provenance import file_sha256, read_provenance, sidecar_path
+from musiq.results.provenance import file_sha256, read_provenance, sidecar_path
 
 MUSIQ = [sys.executable, "-m", "musiq.cli.main"]
 IMAGES = GOLDEN / "images"

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from musiq.errors import MusiqError
-from musiq.provenance import read_provenance
+from musiq.results.provenance import read_provenance
 from musiq.results.columns import csv_header, json_keys
 from musiq.results.csvfmt import parse_csv
 from musiq.results.read import read_predictions

@@ -10,9 +10,9 @@ import torch
 
 import musiq
 from conftest import GOLDEN
-from musiq.architecture import OFFICIAL, Architecture, official_parameters, parameter_shapes
+from musiq.network.architecture import OFFICIAL, Architecture, official_parameters, parameter_shapes
 from musiq.errors import CheckpointError, MusiqError
-from musiq.outputs import KINDS, output_kind
+from musiq.network.outputs import KINDS, output_kind
 
 IMAGE = GOLDEN / "images" / "coffee_30x20_q90.jpg"
 
@@ -46,7 +46,7 @@ def test_save_load_round_trip_is_exact():
 
 
 def test_checkpoint_shapes_come_from_the_table():
-    from musiq.checkpoint import parameter_shapes as checkpoint_shapes
+    from musiq.network.checkpoint import parameter_shapes as checkpoint_shapes
     assert checkpoint_shapes(10, 1) == parameter_shapes(Architecture(10, 1))
     with pytest.warns(DeprecationWarning):
         assert musiq.Variant is Architecture

@@ -41,7 +41,7 @@ console.log(JSON.stringify(els.results.children.map(flat)));
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_imagenet_results_show_the_top1_class_name():
-    from musiq.outputs import interpret
+    from musiq.network.outputs import interpret
     logits = np.full(1000, -3.0, np.float32)
     logits[281], logits[285] = 6.0, 4.0  # ILSVRC-2012: 281 tabby cat, 285 Egyptian cat
     result = interpret(logits, "imagenet")

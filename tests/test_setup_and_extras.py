@@ -61,7 +61,7 @@ def test_install_hint_is_a_command_that_works(extra):
 
 
 def test_missing_extra_message(monkeypatch):
-    import musiq.tables as tables
+    import musiq.results.tables as tables
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
     with pytest.raises(Exception) as e:
         tables.require_pyarrow()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import musiq
-from musiq.checkpoint import PREFIX, parameter_shapes
+from musiq.network.checkpoint import PREFIX, parameter_shapes
 from musiq.training import TrainConfig, Trainer
 from musiq.training.head import ScaledHead
 from musiq.training.losses import emd_loss
@@ -163,7 +163,7 @@ def test_schedule_losses_head_and_ridge():
     logits = torch.randn(4, 10, generator=torch.Generator().manual_seed(0))
     target = torch.softmax(torch.randn(4, 10, generator=torch.Generator().manual_seed(1)), -1)
     got = float(emd_loss(logits, target, 2.0))
-    want = musiq.metrics.emd(torch.softmax(logits, -1).numpy(), target.numpy(), 2).mean()
+    want = musiq.evaluation.metrics.emd(torch.softmax(logits, -1).numpy(), target.numpy(), 2).mean()
     assert got == pytest.approx(want, rel=1e-5)
     # a scaled head folds into an equal plain Dense layer
     lin = torch.nn.Linear(384, 1)

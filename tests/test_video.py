@@ -23,8 +23,8 @@ import videos as v  # noqa: E402
 from corpus import video_cases  # noqa: E402
 from fuzzing import OPS, mutate  # noqa: E402
 from musiq.errors import ImageError  # noqa: E402
-from musiq.sniff import sniff  # noqa: E402
-from musiq.video import VideoReader, is_video, sniff_video  # noqa: E402
+from musiq.decoding.sniff import sniff  # noqa: E402
+from musiq.decoding.video import VideoReader, is_video, sniff_video  # noqa: E402
 from musiq.video_scoring import VideoSampling, pool_scores, predict_video  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -296,8 +296,8 @@ def test_cli_resumes_a_file_from_before_videos_in_its_layout(ckpt_1class_single,
 
 def test_evaluate_takes_videos_with_konvid_style_labels(scorer, clips, tmp_path):
     pytest.importorskip("scipy")
-    from musiq.evaluation import evaluate
-    from musiq.labels import preset
+    from musiq.evaluation.core import evaluate
+    from musiq.evaluation.labels import preset
     folder = tmp_path / "KoNViD_1k_videos"
     folder.mkdir()
     clips_by_id = {}

@@ -11,19 +11,19 @@ from . import _aliases
 _aliases.install()
 
 # Light (NumPy only): imported now. ``preprocess`` must be: it is a submodule's name too.
-from .architecture import OFFICIAL, Architecture  # noqa: E402
-from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from .network.architecture import OFFICIAL, Architecture  # noqa: E402
+from .network.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .errors import (CheckpointError, CheckpointNotFound, ImageError, MusiqError,  # noqa: E402
                      UnsupportedFormat)
-from .outputs import KINDS, OutputKind, output_kind
-from .preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
-from .registry import REGISTRY, ModelInfo, get_info
+from .network.outputs import KINDS, OutputKind, output_kind
+from .tokens.preprocess import MULTI_SCALE, SINGLE_SCALE, PreprocessConfig, Tokens, preprocess
+from .network.registry import REGISTRY, ModelInfo, get_info
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and IDEs
-    from .decode import load_image
-    from .factory import ModelSource, create_model
-    from .model import Musiq, PackedBatch
-    from .preprocessor import Prepared, Preprocessor
+    from .decoding.decode import load_image
+    from .network.factory import ModelSource, create_model
+    from .network.model import Musiq, PackedBatch
+    from .tokens.preprocessor import Prepared, Preprocessor
     from .scorer import Prediction, Scorer, ScorerOptions, load
 
 from ._version import __version__  # noqa: E402
@@ -31,13 +31,13 @@ from ._version import __version__  # noqa: E402
 #: Imported on first use: scoring never needs scipy or matplotlib, and ``musiq --help`` or
 #: ``--version`` never imports torch (seconds).
 _LAZY = {
-    "load_image": ("decode", "load_image"),
-    "ModelSource": ("factory", "ModelSource"),
-    "create_model": ("factory", "create_model"),
-    "Musiq": ("model", "Musiq"),
-    "PackedBatch": ("model", "PackedBatch"),
-    "Prepared": ("preprocessor", "Prepared"),
-    "Preprocessor": ("preprocessor", "Preprocessor"),
+    "load_image": ("decoding.decode", "load_image"),
+    "ModelSource": ("network.factory", "ModelSource"),
+    "create_model": ("network.factory", "create_model"),
+    "Musiq": ("network.model", "Musiq"),
+    "PackedBatch": ("tokens.packed", "PackedBatch"),
+    "Prepared": ("tokens.preprocessor", "Prepared"),
+    "Preprocessor": ("tokens.preprocessor", "Preprocessor"),
     "Prediction": ("scorer", "Prediction"),
     "Scorer": ("scorer", "Scorer"),
     "ScorerOptions": ("scorer", "ScorerOptions"),
@@ -48,8 +48,8 @@ _LAZY = {
     "Trainer": ("training", "Trainer"),
     "TrainConfig": ("training", "TrainConfig"),
     "TrainResult": ("training", "TrainResult"),
-    "LabelColumns": ("labels", "LabelColumns"),
-    "read_labels": ("labels", "read_labels"),
+    "LabelColumns": ("evaluation.labels", "LabelColumns"),
+    "read_labels": ("evaluation.labels", "read_labels"),
 }
 
 

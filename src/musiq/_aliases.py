@@ -1,4 +1,4 @@
-"""Old module paths keep working: ``import musiq.decode`` is ``musiq.decoding.decode``.
+"""Old module paths keep working: ``import musiq.decoding.decode`` is ``musiq.decoding.decode``.
 
 The modules were grouped into subpackages (decoding, tokens, network, engine, results,
 evaluation) so that the folders show the flow; code written against the flat names of

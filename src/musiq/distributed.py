@@ -5,15 +5,15 @@
     >>> ds.write_parquet("s3://bucket/scores/")
 
 The stages: CPU tasks read each file by path with the local engine's checks
-(:func:`musiq.reading.read_source`: regular files only, size bound before reading), or take
+(:func:`musiq.decoding.reading.read_source`: regular files only, size bound before reading), or take
 the ``bytes`` and ``path`` columns of a Parquet dataset / ``ray.data.Dataset`` (checked by
-:func:`musiq.reading.bytes_value`), and decode them with
-:meth:`Preprocessor.pixels <musiq.preprocessor.Preprocessor.pixels>` (the exact decoder)
+:func:`musiq.decoding.reading.bytes_value`), and decode them with
+:meth:`Preprocessor.pixels <musiq.tokens.preprocessor.Preprocessor.pixels>` (the exact decoder)
 and pass uint8 pixels on (``pixels`` flattened + ``height``/``width``), never float tokens;
 an actor pool (``map_batches`` with a callable class) tokenises and scores them with the
 :class:`~musiq.scorer.Scorer`'s own batching (length-sorted within each Ray batch). The
 weights travel once, through the object store, to each actor. Every input gives exactly one
-row in :func:`musiq.tables.arrow_schema`'s columns; a bad file gives a row with its error.
+row in :func:`musiq.results.tables.arrow_schema`'s columns; a bad file gives a row with its error.
 
 Needs Ray Data (the ``ray`` extra; :func:`musiq.extras.install_hint`).
 """
@@ -25,17 +25,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .architecture import Architecture
-from .decode import max_file_bytes
+from .network.architecture import Architecture
+from .decoding.decode import max_file_bytes
 from .distributed_inputs import _ray, ray_available, read_images
 from .distributed_inputs import inputs as _inputs
 from .errors import MusiqError
 from .engine.plan import make_plan
 from .failures import describe_failure
-from .preprocessor import Preprocessor
-from .reading import bytes_value, path_value, read_source
+from .tokens.preprocessor import Preprocessor
+from .decoding.reading import bytes_value, path_value, read_source
 from .scorer import Scorer, ScorerOptions, load
-from .tables import arrow_schema, predictions_table
+from .results.tables import arrow_schema, predictions_table
 
 __all__ = ["score_dataset", "read_images", "ModelPayload", "ray_available"]
 
@@ -59,8 +59,8 @@ def _decode_one(path: Any, data: Any, has_bytes: bool, preprocessor: Preprocesso
 
 def _decode_batch(batch: Any, preprocessor: Preprocessor, max_bytes: int | None) -> Any:
     """Decode a batch to flattened uint8 pixels (errors become strings). Rows hold ``path``
-    and either ``bytes`` (checked by :func:`musiq.reading.bytes_value`) or nothing more (the
-    file is read here, by :func:`musiq.reading.read_source`), and maybe an ``error``."""
+    and either ``bytes`` (checked by :func:`musiq.decoding.reading.bytes_value`) or nothing more (the
+    file is read here, by :func:`musiq.decoding.reading.read_source`), and maybe an ``error``."""
     import pyarrow as pa
     names = batch.column_names
     paths = batch.column("path").to_pylist()
@@ -95,7 +95,7 @@ class ModelPayload:
 
     def scorer(self) -> Scorer:
         import torch
-        from .model import Musiq
+        from .network.model import Musiq
         net = Musiq(self.arch)
         net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in self.state.items()})
         return Scorer(net.eval(), options=self.options)
@@ -157,7 +157,7 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     ``source``: see :func:`read_images` (paths, folders, globs, filesystem URIs, a Parquet
     dataset of ``bytes``/``path``, or a ``ray.data.Dataset``); folders and globs are
     expanded as the CLI expands them (image suffixes; subfolders only with ``recursive``)
-    and every file is read with the local engine's checks (:mod:`musiq.reading`).
+    and every file is read with the local engine's checks (:mod:`musiq.decoding.reading`).
     ``model``: a registry name, a ``.npz`` path or a loaded :class:`Scorer` (loaded once here; the weights reach each actor
     once through the object store). ``concurrency``: model actors (an int or a ``(min,
     max)`` autoscaling range); ``num_gpus``/``num_cpus``: resources per actor (fractions
@@ -168,7 +168,7 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     leave out (resume); ``options``: :class:`ScorerOptions` for the actors (default: device
     ``auto``: CUDA when the actor has a GPU).
 
-    Returns a lazy ``ray.data.Dataset`` in :func:`musiq.tables.arrow_schema`'s columns
+    Returns a lazy ``ray.data.Dataset`` in :func:`musiq.results.tables.arrow_schema`'s columns
     (``path``, ``score``, ``error``, ``logits``, ``distribution``/``std`` or ``top5``).
     Scores equal :meth:`Scorer.predict_many`'s. Ray is started locally if not running.
     """

@@ -1,10 +1,10 @@
 """The Ray engine's inputs: paths, folders, globs and URIs listed as the CLI lists them, or a
 table of ``bytes`` and ``path`` (a Parquet dataset, a ``ray.data.Dataset``).
 
-Folders and globs are expanded by :func:`musiq.cli.inputs.collect` (image suffixes; subfolders
+Folders and globs are expanded by :func:`musiq.decoding.files.collect` (image suffixes; subfolders
 only when ``recursive``); a URI folder or glob is listed with the same rules through pyarrow's
 filesystem. Files are not read here: their paths travel to the decode tasks, which read them
-with :func:`musiq.reading.read_source` (the local engine's checks).
+with :func:`musiq.decoding.reading.read_source` (the local engine's checks).
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .decode import DEFAULT_MAX_PIXELS, max_file_bytes
+from .decoding.decode import DEFAULT_MAX_PIXELS, max_file_bytes
 from .errors import ImageError, MusiqError
-from .reading import is_uri, read_source
+from .decoding.reading import is_uri, read_source
 
 __all__ = ["read_images", "inputs", "ray_available"]
 
@@ -70,7 +70,7 @@ def _remote_folder(uri: str, recursive: bool) -> list[str]:
 
 
 def _is_image_name(name: str) -> bool:
-    from .cli.inputs import IMAGE_SUFFIXES
+    from .decoding.files import IMAGE_SUFFIXES
     return Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
@@ -87,10 +87,10 @@ def _uri_rows(uri: str, recursive: bool) -> list[dict]:
 
 def _file_rows(items: list[str], recursive: bool) -> list[dict]:
     """``{"path", "error"}`` rows for paths, folders, globs and URIs, expanded as the CLI
-    expands them (:func:`musiq.cli.inputs.collect`: folders give their image files, only
+    expands them (:func:`musiq.decoding.files.collect`: folders give their image files, only
     with ``recursive`` those of subfolders); what cannot be listed has its ``error``."""
     # An upward import until issue 17's layout gives the listing a home below the CLI.
-    from .cli.inputs import collect
+    from .decoding.files import collect
     rows: list[dict] = []
     local: list[str] = []
     for s in items:
@@ -134,7 +134,7 @@ def _table_source(source: Any, items: list[str] | None,
 
 def _read_batch(batch: Any, max_bytes: int | None) -> Any:
     """Rows of ``path`` (and ``error``) to ``path``/``bytes``/``error``, each file read by
-    :func:`musiq.reading.read_source` (its checks; a refusal fills ``error``)."""
+    :func:`musiq.decoding.reading.read_source` (its checks; a refusal fills ``error``)."""
     import pyarrow as pa
     paths = batch.column("path").to_pylist()
     errors = batch.column("error").to_pylist()
@@ -162,7 +162,7 @@ def read_images(source: Any, *, parquet_columns: tuple[str, str] = ("bytes", "pa
     list of them; a ``.parquet`` file or folder (a Parquet dataset) holding image bytes and a
     path column (``parquet_columns``: their names). Folders and globs are expanded as the
     CLI expands them (image suffixes only; subfolders only with ``recursive``). Files are read
-    with the local engine's checks (:func:`musiq.reading.read_source`: regular files of at
+    with the local engine's checks (:func:`musiq.decoding.reading.read_source`: regular files of at
     most ``max_bytes`` bytes); for files the Dataset has an ``error`` column too, with the
     reason a file was not read (its ``bytes`` null). Local paths that do not exist are
     appended to ``missing`` when it is given (so the caller can give them error rows).

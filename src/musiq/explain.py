@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .decode import ImageInput, source_name
+from .decoding.decode import ImageInput, source_name
 from .errors import MusiqError
-from .packed import PackedBatch
-from .preprocess import Tokens
+from .tokens.packed import PackedBatch
+from .tokens.preprocess import Tokens
 from .scorer import Scorer
 
 METHODS = ("occlusion", "rollout")
@@ -269,5 +269,5 @@ def draw(ex: Explanation, path: str | os.PathLike, *, title: str = "",
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    from .plot import save_figure
+    from .evaluation.plot import save_figure
     return save_figure(fig, path)

@@ -15,20 +15,20 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .architecture import Architecture
-from .decode import ImageInput, source_name
+from .network.architecture import Architecture
+from .decoding.decode import ImageInput, source_name
 from .engine.plan import PRECISIONS, ScorerOptions, make_plan, resolve_device
 from .engine.runtime import Engine
 from .engine.stream import run_stream
 from .errors import ImageError, MusiqError
-from .factory import ModelSource, create_model
+from .network.factory import ModelSource, create_model
 from .failures import NON_FINITE
-from .memory import bound_if_asked
-from .model import Musiq
-from .outputs import interpret, output_kind
-from .pipeline import iter_prepared
-from .preprocess import PreprocessConfig, Tokens
-from .registry import ModelInfo
+from .engine.memory import bound_if_asked
+from .network.model import Musiq
+from .network.outputs import interpret, output_kind
+from .tokens.pipeline import iter_prepared
+from .tokens.preprocess import PreprocessConfig, Tokens
+from .network.registry import ModelInfo
 from .results.rows import Prediction
 
 __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
@@ -134,8 +134,8 @@ class Scorer:
 
     def provenance(self) -> dict:
         """What makes this scorer's outputs: model, checkpoint SHA-256, musiq version,
-        precision, preprocessing (see :mod:`musiq.provenance`)."""
-        from .provenance import describe
+        precision, preprocessing (see :mod:`musiq.results.provenance`)."""
+        from .results.provenance import describe
         return describe(self)
 
     # -- core steps ----------------------------------------------------------------------
@@ -179,7 +179,7 @@ class Scorer:
         ``uint8 / 255`` it equals :meth:`score` within 1e-4; JPEG decoding, which tensors
         skip, is the one step that is not differentiable.
         """
-        from .preprocess_torch import tokenize_normalised
+        from .tokens.preprocess_torch import tokenize_normalised
         images = list(x) if isinstance(x, (list, tuple)) else list(x.unbind(0))
         if not images:
             raise ValueError("score_tensor needs at least one image")
@@ -195,7 +195,7 @@ class Scorer:
         return self._torch_score(logits if logits.dtype == torch.float64 else logits.float())
 
     def _torch_score(self, logits: torch.Tensor) -> torch.Tensor:
-        """The score of each row of logits, in torch (as :mod:`musiq.outputs` in NumPy)."""
+        """The score of each row of logits, in torch (as :mod:`musiq.network.outputs` in NumPy)."""
         kind = self.output.name
         if kind == "mos":
             return logits[:, 0]
@@ -294,7 +294,7 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     ``./musiq_original/checkpoints/`` and the user cache; the file's variant (head size,
     single or multi-scale) is detected from its shapes and must match the name. A named
     model found nowhere is downloaded first (to ``checkpoint_dir``, ``$MUSIQ_CHECKPOINT_DIR``
-    or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.download`.
+    or the cache) unless ``offline`` (default: ``$MUSIQ_OFFLINE``); see :mod:`musiq.network.download`.
     ``device``: ``auto`` (default, as the CLI: CUDA when available), ``cpu``, ``cuda[:N]``.
     ``options`` are :class:`ScorerOptions` (``max_pixels``, ``exif_transpose``,
     ``max_batch_tokens``, ``precision``: ``"fp32"`` (default, exact), ``"bf16"`` or
@@ -310,6 +310,6 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
             raise TypeError("give either options= or option keywords, not both")
     else:
         opts = ScorerOptions(device=device, **options)
-    bound_if_asked()  # before the weights are read (musiq.memory)
+    bound_if_asked()  # before the weights are read (musiq.engine.memory)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
     return Scorer(net, options=opts, fresh=True)

@@ -1,6 +1,6 @@
 """Score videos: sampled frames through the image path, pooled over time.
 
-A video's frames (:mod:`musiq.video`) are scored by :meth:`Scorer.predict_many
+A video's frames (:mod:`musiq.decoding.video`) are scored by :meth:`Scorer.predict_many
 <musiq.scorer.Scorer.predict_many>` as arrays, so they share its batched forward passes
 (frames of one clip have one size, hence one token count) and score exactly as the same
 frames given as images. The video's row (:class:`~musiq.results.rows.Prediction`) holds the
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-from .decode import ImageInput, source_name
+from .decoding.decode import ImageInput, source_name
 from .errors import ImageError, MusiqError
 from .results.rows import Prediction
-from .video import Frame, VideoReader, is_video
+from .decoding.video import Frame, VideoReader, is_video
 
 if TYPE_CHECKING:
     from .scorer import Scorer

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..decode import DEFAULT_MAX_PIXELS
+from ..decoding.decode import DEFAULT_MAX_PIXELS
 from ..engine.plan import ScorerOptions
 from typing import TYPE_CHECKING
 

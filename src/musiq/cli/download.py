@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..download import download, download_dir, is_offline, read_record, url_for
+from ..network.download import download, download_dir, is_offline, read_record, url_for
 from ..errors import CheckpointNotFound, MusiqError
-from ..locate import find_checkpoint
-from ..registry import REGISTRY, get_info
+from ..network.locate import find_checkpoint
+from ..network.registry import REGISTRY, get_info
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import evaluate, json_safe  # needs scipy: imported only when used
-    from ..labels import read_labels
+    from ..evaluation.core import evaluate, json_safe  # needs scipy: imported only when used
+    from ..evaluation.labels import read_labels
 
     columns = columns_from_args(args)
     sampling = sampling_from_args(args)

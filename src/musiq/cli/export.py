@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import MusiqError
-from ..factory import create_model
+from ..network.factory import create_model
 
 FORMATS = ("onnx",)
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_onnx  # onnx is an optional extra
+    from ..engine.export import export_onnx  # onnx is an optional extra
 
     if args.format != "onnx":  # pragma: no cover - argparse restricts it
         raise MusiqError(f"unknown export format {args.format!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..labels import PRESETS, LabelColumns, parse_column, parse_columns, preset
+from ..evaluation.labels import PRESETS, LabelColumns, parse_column, parse_columns, preset
 
 
 def add_label_options(p: argparse.ArgumentParser) -> None:

@@ -5,9 +5,9 @@ import argparse
 import json
 
 from ..errors import CheckpointNotFound
-from ..locate import find_checkpoint
-from ..outputs import output_kind
-from ..registry import ALIASES, REGISTRY
+from ..network.locate import find_checkpoint
+from ..network.outputs import output_kind
+from ..network.registry import ALIASES, REGISTRY
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from ..provenance import check_resume, read_provenance, write_sidecar
+from ..results.provenance import check_resume, read_provenance, write_sidecar
 from ..results.columns import (CSV_FORMULA_START, ENCODING, ERRORS, csv_guard,  # noqa: F401
                                csv_header, csv_unguard, fmt_float)
 from ..results.arrow import utf8_text

@@ -52,7 +52,7 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
             num_cpus=args.ray_actor_cpus, batch_size=4 * args.batch_size,
             model_batch_size=args.batch_size, threads=args.threads, options=options,
             recursive=getattr(args, "recursive", False))
-        from ..tables import table_predictions
+        from ..results.tables import table_predictions
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             yield from table_predictions(batch)
     finally:

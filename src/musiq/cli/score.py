@@ -10,7 +10,7 @@ Large runs: ``--output results.csv|.jsonl`` appends a flushed row per image as i
 parallel processes, and images of mixed sizes are batched by length.
 
 Provenance: ``--output OUT`` also writes ``OUT.meta.json`` (model, checkpoint SHA-256, musiq
-version, precision, preprocessing; :mod:`musiq.provenance`); ``--resume`` refuses, leaving
+version, precision, preprocessing; :mod:`musiq.results.provenance`); ``--resume`` refuses, leaving
 the file untouched, an output made with another checkpoint, precision or preprocessing.
 """
 from __future__ import annotations

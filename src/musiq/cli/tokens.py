@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 
-from ..decode import DEFAULT_MAX_PIXELS
+from ..decoding.decode import DEFAULT_MAX_PIXELS
 from ..errors import ImageError, MusiqError
-from ..architecture import OFFICIAL, Architecture
-from ..preprocessor import Preprocessor
+from ..network.architecture import OFFICIAL, Architecture
+from ..tokens.preprocessor import Preprocessor
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..decode import DEFAULT_MAX_PIXELS
+from ..decoding.decode import DEFAULT_MAX_PIXELS
 from ..training.config import TrainConfig
 from .labels import add_label_options, columns_from_args
 
@@ -115,7 +115,7 @@ def _runtime_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import json_safe  # these need scipy: imported only when used
+    from ..evaluation.core import json_safe  # these need scipy: imported only when used
     from ..training import Trainer
 
     config = TrainConfig(

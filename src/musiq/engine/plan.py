@@ -1,7 +1,7 @@
 """One plan: every choice a scoring run makes, resolved once from the options and the model.
 
 :class:`ScorerOptions` is what a user asks for (``device="auto"``, ``preprocess="auto"`` ...);
-:func:`make_plan` resolves it against the network's :class:`~musiq.architecture.Architecture`
+:func:`make_plan` resolves it against the network's :class:`~musiq.network.architecture.Architecture`
 and the machine into a :class:`Plan`: the device, the precision and TF32, where tokens are
 made, the runtime, the token budget of a forward pass and of one image, the stem chunk, the
 passes kept in flight, the decode workers and the threads. "auto" is resolved here and
@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:
     import torch
 
-from ..decode import DEFAULT_MAX_PIXELS
+from ..decoding.decode import DEFAULT_MAX_PIXELS
 from ..errors import MusiqError
-from ..preprocessor import BACKENDS as TOKEN_BACKENDS
-from ..preprocessor import Preprocessor
+from ..tokens.preprocessor import BACKENDS as TOKEN_BACKENDS
+from ..tokens.preprocessor import Preprocessor
 
 __all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_tokens",
            "exact_fp32", "make_plan", "resolve_device"]
@@ -30,7 +30,7 @@ __all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_token
 #: (Names, not dtypes: the CLI lists them without importing torch.)
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 #: What runs the network: torch itself, or the exported graph in ONNX Runtime (CPU, fp32) or
-#: OpenVINO (CPU, fp32 and bf16; musiq.backend); ``auto`` is resolved by :func:`make_plan`.
+#: OpenVINO (CPU, fp32 and bf16; musiq.engine.runtimes); ``auto`` is resolved by :func:`make_plan`.
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 RUNTIME_CHOICES = ("auto", *RUNTIMES)
 #: The runtime used when none is asked for (unset: ``auto``).
@@ -205,7 +205,7 @@ def make_plan(options: ScorerOptions, arch, checkpoint=None) -> Plan:
     """Resolve ``options`` for a network of architecture ``arch`` on this machine;
     ``checkpoint``: the file the weights are fresh from (None: changed in memory, or made
     without one), which ``backend="auto"`` needs for a converted runtime."""
-    from ..backend import choose, cpu_has_bf16, notice
+    from .runtimes import choose, cpu_has_bf16, notice
     device = resolve_device(options.device)
     cuda = device.type == "cuda"
     tokens_on = options.preprocess

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from ..failures import describe_failure
-from ..model import Musiq
-from ..packed import PackedBatch
-from ..preprocess import Tokens
-from ..preprocessor import Prepared
-from ..staging import PinnedStaging
+from ..network.model import Musiq
+from ..tokens.packed import PackedBatch
+from ..tokens.preprocess import Tokens
+from ..tokens.preprocessor import Prepared
+from .staging import PinnedStaging
 from .plan import Plan, exact_fp32
 
 __all__ = ["Engine", "Failure"]
@@ -50,7 +50,7 @@ class Engine:
         """The runtime object (``logits(tokens)``), or None for the torch network. Under
         ``backend="auto"`` a runtime that fails to start is named in one line and torch runs
         (the plan then says so)."""
-        from ..backend import make, notice
+        from .runtimes import make, notice
         if self.plan.runtime == "torch":
             return None
         try:

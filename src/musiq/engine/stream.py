@@ -1,8 +1,8 @@
 """Run a stream of prepared images through the engine in packed passes, in input order.
 
-Images arrive decoded (and tokenised, on the NumPy path) from :func:`musiq.pipeline.
+Images arrive decoded (and tokenised, on the NumPy path) from :func:`musiq.tokens.pipeline.
 iter_prepared`; within a window they are sorted by token count and packed into passes of at
-most ``batch_size`` images and ``max_tokens`` padded token slots (:func:`musiq.batching.
+most ``batch_size`` images and ``max_tokens`` padded token slots (:func:`musiq.engine.batching.
 schedule`); results leave in input order. On CUDA a pass is launched before the previous
 one's logits are read back (the plan's ``depth``), so decoding, copies and compute overlap.
 """
@@ -12,9 +12,9 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..batching import Reorder, schedule
-from ..memory import release
-from ..preprocessor import Prepared
+from .batching import Reorder, schedule
+from .memory import release
+from ..tokens.preprocessor import Prepared
 from .runtime import Engine, Failure
 
 __all__ = ["run_stream"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import MusiqError
-from ..provenance import read_provenance
+from ..results.provenance import read_provenance
 from .read import ScoreRow, read_scores
 from .template import script_json, write_pieces
 from .thumbs import make_thumbnails

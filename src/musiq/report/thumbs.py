@@ -109,7 +109,7 @@ def thumbnail_bytes(path: str | os.PathLike, size: int,
 def _video_thumbnail(path: Path, size: int) -> bytes | None:
     """A video's first frame as a thumbnail (None when it is no video or PyAV is missing)."""
     try:
-        from ..video import VideoReader, is_video
+        from ..decoding.video import VideoReader, is_video
         if not is_video(path):
             return None
         with VideoReader(path) as r:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ..outputs import output_kind
+from ..network.outputs import output_kind
 from .rows import Prediction
 
 #: How text files hold names that are not UTF-8 (POSIX file names are bytes): the same

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .._version import __version__
-from ..preprocessor import Preprocessor
+from ..tokens.preprocessor import Preprocessor
 from ..scorer import Scorer
 from . import apidocs
 from .auth import KeyGuard, check_api_key

@@ -4,7 +4,7 @@ Requests hand tokenised images to :meth:`Batcher.submit` and await their logits.
 per model takes the first waiting image, then keeps adding images that arrive within
 ``max_wait_ms`` until ``max_batch_size`` images or the scorer's token budget is reached, and
 runs :meth:`Scorer.logits` in the model thread, off the event loop. Packing images of any
-sizes into one pass is what :class:`~musiq.model.PackedBatch` is for; the result of each image
+sizes into one pass is what :class:`~musiq.network.model.PackedBatch` is for; the result of each image
 does not depend on its batch beyond float32 rounding.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..preprocess import Tokens
+from ..tokens.preprocess import Tokens
 from ..scorer import Scorer
 from .prometheus import Registry
 

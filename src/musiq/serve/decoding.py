@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 
 from ..errors import MusiqError, UnsupportedFormat
 from ..failures import describe_failure, is_out_of_memory
-from ..preprocess import Tokens
-from ..preprocessor import Preprocessor
+from ..tokens.preprocess import Tokens
+from ..tokens.preprocessor import Preprocessor
 
 log = logging.getLogger("musiq.serve")
 

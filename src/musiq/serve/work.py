@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..failures import describe_failure, is_out_of_memory
-from ..outputs import EXTRA_KEYS
+from ..network.outputs import EXTRA_KEYS
 from ..scorer import Scorer
 from .batcher import Batcher, BatcherStopped
 from .decoding import DecodePool

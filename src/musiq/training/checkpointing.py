@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write, replace_with
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..network.checkpoint import load_checkpoint, save_checkpoint
 from ..errors import MusiqError
 
 

@@ -13,9 +13,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..decode import DEFAULT_MAX_PIXELS
+from ..decoding.decode import DEFAULT_MAX_PIXELS
 from ..errors import MusiqError
-from ..labels import LabelColumns
+from ..evaluation.labels import LabelColumns
 from .losses import LOSSES
 
 

@@ -18,10 +18,10 @@ from torch.utils.data import Dataset
 
 from ..errors import ImageError
 from ..failures import describe_failure
-from ..labels import LabelItem
-from ..model import PackedBatch
-from ..preprocess import Tokens
-from ..preprocessor import Preprocessor
+from ..evaluation.labels import LabelItem
+from ..network.model import PackedBatch
+from ..tokens.preprocess import Tokens
+from ..tokens.preprocessor import Preprocessor
 
 
 @dataclass

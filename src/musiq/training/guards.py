@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import MusiqError
-from ..labels import LabelItem
+from ..evaluation.labels import LabelItem
 
 #: Largest label magnitude accepted (labels are trained in float32).
 MAX_LABEL = float(np.finfo(np.float32).max)

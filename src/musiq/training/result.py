@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MusiqError
-from ..labels import LabelItem
+from ..evaluation.labels import LabelItem
 
 
 @dataclass
@@ -61,5 +61,5 @@ def fmt(x: float | None) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    from ..evaluation import write_json as _write
+    from ..evaluation.core import write_json as _write
     _write(path, data)

@@ -8,7 +8,7 @@
 
 The run makes the network with :func:`musiq.create_model` from ``init``, replaces the head
 when the number of outputs changes (:mod:`.surgery`), trains it on tokens from a
-:class:`~musiq.preprocessor.Preprocessor`, scores the validation set after every epoch
+:class:`~musiq.tokens.preprocessor.Preprocessor`, scores the validation set after every epoch
 (:mod:`.validation`) and keeps the epoch with the best SRCC. The run's files (per-epoch
 checkpoints, the resume state from which ``resume=True`` continues exactly) are kept by
 :mod:`.checkpointing` (:mod:`.runstate`). Images that cannot be read are skipped and
@@ -29,12 +29,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import MusiqError
-from ..factory import create_model
-from ..labels import LabelItem, read_labels
-from ..model import Musiq
-from ..outputs import output_kind
-from ..preprocessor import Preprocessor
-from ..architecture import OFFICIAL
+from ..network.factory import create_model
+from ..evaluation.labels import LabelItem, read_labels
+from ..network.model import Musiq
+from ..network.outputs import output_kind
+from ..tokens.preprocessor import Preprocessor
+from ..network.architecture import OFFICIAL
 from ..engine.plan import ScorerOptions, make_plan
 from ..scorer import Scorer
 from .checkpointing import RunFiles

@@ -8,9 +8,9 @@ import torch
 
 from ..engine.plan import Plan
 from ..engine.runtime import Engine
-from ..metrics import emd, krcc, plcc, srcc
-from ..model import Musiq
-from ..outputs import OutputKind
+from ..evaluation.metrics import emd, krcc, plcc, srcc
+from ..network.model import Musiq
+from ..network.outputs import OutputKind
 from .data import LabelledImages, collate
 
 

@@ -1,0 +1,154 @@
+"""The OpenVINO runtime: MUSIQ's encoder in OpenVINO on CPU, fp32 (exact) or bf16.
+
+The network up to the CLS token's last hidden state is converted from the PyTorch model
+(``openvino.convert_model``; no ONNX step), once per checkpoint, and cached on disk
+(:mod:`musiq.engine.runtime_cache`: a corrupt or stale file is rebuilt, never used). The final
+LayerNorm and the head run here in float32 NumPy, in every precision, so a score is never
+rounded to bf16. ``precision="bf16"`` compiles with OpenVINO's
+``INFERENCE_PRECISION_HINT=bf16`` (the whole encoder, stem included, in bf16 on CPUs with
+AVX512-BF16 or AMX); fp32 compiles with ``f32`` and equals the torch path within float32
+rounding.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import MusiqError
+from ..tokens.preprocess import Tokens
+from .runtime_cache import CacheKey, cached
+
+NAME = "openvino"
+_HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def available() -> str | None:
+    """None when OpenVINO can be used here, else why not (one phrase)."""
+    try:
+        import openvino  # noqa: F401
+    except Exception as e:  # ImportError, or a broken native library
+        return f"OpenVINO is not installed ({type(e).__name__}: {e})"
+    return None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin can run bf16 natively here (AVX512-BF16, AMX, ARM BF16)."""
+    import openvino as ov
+    try:
+        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # pragma: no cover - very old plugins
+        return False
+    return "BF16" in [str(c).upper() for c in caps]
+
+
+def _features_module(model):
+    """``tokens (B, T, 3075) -> (B, hidden)``: :meth:`Musiq.forward_padded` with the final
+    LayerNorm and head removed (a shallow copy: the model itself is not changed)."""
+    from torch import nn
+
+    class Features(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            inner = copy.copy(model)
+            inner._modules = dict(model._modules)
+            inner.head, inner.encoder_norm = nn.Identity(), nn.Identity()
+            self.inner = inner
+
+        def forward(self, tokens):
+            return self.inner.forward_padded(tokens)
+
+    return Features().eval()
+
+
+def convert(model) -> list[bytes]:
+    """The encoder of ``model`` as OpenVINO IR: ``[xml, weights]`` bytes."""
+    import warnings
+
+    import openvino as ov
+    import torch
+
+    from .export import sample_tokens
+    example = torch.from_numpy(sample_tokens(batch=2, tokens=24))
+    module = _features_module(model.float().cpu().eval())
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about constant Python values
+        # One run first: the standardised conv weights are cached then, so the trace and
+        # its check see the same constants.
+        module(example)
+        ir = ov.convert_model(module,
+                              example_input=example,
+                              input=[ov.PartialShape([-1, -1, example.shape[2]])])
+    with tempfile.TemporaryDirectory(prefix="musiq-ov-") as tmp:
+        xml = Path(tmp) / "model.xml"
+        ov.save_model(ir, str(xml), compress_to_fp16=False)
+        return [xml.read_bytes(), xml.with_suffix(".bin").read_bytes()]
+
+
+class OpenVinoBackend:
+    """Forward passes in OpenVINO: ``logits(tokens) -> (B, num_classes)`` float32.
+
+    ``checkpoint``: the file ``model`` was loaded from (its SHA-256 keys the cache);
+    ``precision``: ``fp32`` or ``bf16``; ``threads``: inference threads (default: one per
+    core); ``cache_dir``: overrides :func:`musiq.engine.runtime_cache.cache_dir`.
+    """
+
+    name = NAME
+    #: Longest image (tokens) run here: its attention materialises (tokens + 1)^2 scores per
+    #: head (4000 tokens: 1.6 GB peak); longer images (above ~10 MP) run on torch, whose
+    #: flash kernel keeps memory linear (6000x4000 under 3 GB).
+    max_tokens = 4096
+
+    def __init__(self, model, checkpoint: Path | None, precision: str = "fp32",
+                 threads: int | None = None, cache_dir: Path | None = None) -> None:
+        import openvino as ov
+
+        from .._version import __version__
+        from ..network.checkpoint import file_sha256
+        if checkpoint is None:
+            raise MusiqError("the openvino backend needs a model loaded from a file "
+                             "(musiq.load); a model changed in memory runs on torch")
+        if precision not in _HINTS:
+            raise MusiqError(f"the openvino backend runs fp32 or bf16, not {precision}")
+        key = CacheKey(file_sha256(checkpoint), __version__, NAME, ov.get_version(), precision)
+        t0 = time.perf_counter()
+        (xml, weights), self.path, built = cached(key, lambda: convert(model), cache_dir)
+        if built:
+            print(f"musiq: converted {Path(checkpoint).name} for OpenVINO in "
+                  f"{time.perf_counter() - t0:.1f} s (once; cached in {self.path.parent})",
+                  file=sys.stderr, flush=True)
+        core = ov.Core()
+        self._weights = np.frombuffer(weights, dtype=np.uint8)  # kept alive: shared memory
+        ir = core.read_model(model=bytes(xml), weights=ov.Tensor(self._weights))
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(ir, "CPU", config)
+        self.precision = precision
+        norm, head = model.encoder_norm, model.head
+        self._ln = (_np(norm.weight), _np(norm.bias), np.float32(norm.eps))
+        self._head = (_np(head.weight).T.copy(), _np(head.bias))
+
+    def features(self, tokens: np.ndarray) -> np.ndarray:
+        """``(B, T, 3075)`` padded tokens -> ``(B, hidden)`` CLS states before the final norm."""
+        x = np.ascontiguousarray(tokens, dtype=np.float32)
+        return np.asarray(self.compiled(x)[0], dtype=np.float32)
+
+    def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
+        from .export import pad_tokens
+        h = self.features(pad_tokens(tokens))
+        gamma, beta, eps = self._ln
+        mu = h.mean(-1, keepdims=True, dtype=np.float32)
+        var = np.square(h - mu).mean(-1, keepdims=True, dtype=np.float32)
+        y = (h - mu) / np.sqrt(var + eps) * gamma + beta
+        w, b = self._head
+        return (y @ w + b).astype(np.float32, copy=False)
+
+
+def _np(p) -> np.ndarray:
+    return p.detach().float().cpu().numpy().copy()
