@@ -138,3 +138,17 @@ def test_pre_head_features_are_what_the_head_reads(scorer_1class, golden):
     head = scorer_1class.model.head
     logits = feats @ head.weight.detach().numpy().T + head.bias.detach().numpy()
     assert abs(logits[0, 0] - golden[name]["1class"]["score"]) <= 1e-5
+
+
+def test_options_travel_as_asked_and_each_process_resolves_them(ckpt_1class, golden):
+    """The scorer's options used to be replaced by the resolved ones (backend "openvino"), so
+    Ray actors, rebuilding the network in memory, were refused the runtime and died."""
+    from conftest import GOLDEN
+    from musiq.distributed import ModelPayload
+    s = musiq.load(ckpt_1class, device="cpu", backend="auto")
+    assert s.options.backend == "auto"
+    again = ModelPayload.of(s, s.options).scorer()  # what a Ray actor does
+    assert again.backend == "torch"  # weights in memory: never a cached conversion
+    name = next(n for n in sorted(golden) if "logits" in golden[n]["1class"])
+    img = GOLDEN / "images" / name
+    assert abs(again.score(img) - golden[name]["1class"]["score"]) <= 1e-5

@@ -63,9 +63,9 @@ class Scorer:
         self._checkpoint = self.path if fresh else None
         self.engine = Engine(model, make_plan(self.options, self.variant, self._checkpoint),
                              self._checkpoint)
-        # The options as they run (``auto`` resolved), for provenance and callers.
-        self.options = replace(self.options, backend=self.plan.runtime,
-                               precision=self.plan.precision)
+        # ``self.options`` stays what was asked for (``auto`` included): it is what travels
+        # to other processes (Ray actors), which resolve it for themselves. What runs here
+        # is ``self.plan``.
 
     # The plan's and the engine's parts, under the names callers know.
     plan = property(lambda self: self.engine.plan)
@@ -82,7 +82,7 @@ class Scorer:
         options = replace(self.options, backend=name, threads=threads)
         self.engine = Engine(self.engine.model, make_plan(options, self.variant,
                                                           self._checkpoint), self._checkpoint)
-        self.options = replace(options, backend=self.plan.runtime)
+        self.options = options
 
     def compile_stem(self) -> None:
         """``torch.compile`` the patch stem (see :meth:`Engine.compile_stem`)."""
@@ -91,7 +91,7 @@ class Scorer:
     # -- description -------------------------------------------------------------------
     @property
     def precision(self) -> str:
-        return self.options.precision
+        return self.plan.precision
 
     @property
     def max_pixels(self) -> int | None:
