@@ -53,8 +53,14 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
             model_batch_size=args.batch_size, threads=args.threads, options=options,
             recursive=getattr(args, "recursive", False))
         from ..results.tables import table_predictions
-        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-            yield from table_predictions(batch)
+        try:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                yield from table_predictions(batch)
+        except MusiqError:
+            raise
+        except Exception as e:  # Ray's own failures (an actor that died ...): one line
+            # The rows already yielded are written; the run ends with a clear error.
+            raise MusiqError(f"the Ray engine failed: {_first_line(e)}") from None
     finally:
         if started:
             ray.shutdown()
@@ -129,3 +135,10 @@ def add_ray_options(p: argparse.ArgumentParser) -> None:
                    help="CPUs reserved per model actor (default 1)")
     g.add_argument("--ray-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray started without --ray-address (default: all)")
+
+
+def _first_line(e: BaseException) -> str:
+    """The most specific line of a Ray error (its cause's message when it wraps one)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    named = [ln for ln in lines if "Error:" in ln and not ln.startswith("File ")]
+    return (named[-1] if named else lines[0] if lines else type(e).__name__)[:500]
