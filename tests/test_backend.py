@@ -252,7 +252,7 @@ def test_bf16_scores_are_not_quantised(backend, mos_checkpoint):
     assert on_grid <= 2, scores
     # No ties beyond those the exact scores have: the progressive and baseline copies of one
     # photo (exact scores 8e-6 apart) may tie, as identical inputs should.
-    assert len(set(scores)) == len({round(e, 3) for e in exact})
+    assert len(set(scores)) >= len({round(e, 3) for e in exact})
     assert max(abs(a - b) for a, b in zip(scores, exact)) < 3.0  # bf16, not garbage
 
 
