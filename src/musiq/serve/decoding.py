@@ -45,11 +45,11 @@ class DecodeTimeout(Exception):
     """The worker did not finish in time; it was killed."""
 
 
-def decode_one(data: bytes, options: Preprocessor, max_tokens: int | None) -> Decoded:
-    """Decode, check the token count, tokenise; every failure becomes ``error``."""
+def decode_one(data: bytes, options: Preprocessor) -> Decoded:
+    """Decode, check the token count (``options.max_tokens``), tokenise; every failure
+    becomes ``error``."""
     try:
         rgb = options.pixels(data)
-        options = replace(options, max_tokens=max_tokens)  # this server's bound
         return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
     except Exception as e:  # one odd file must not take the worker down
         return Decoded(error=describe_failure(e, "decoding this image"), status=_status(e))
@@ -65,7 +65,7 @@ def _status(e: Exception) -> int:
     return 503 if is_out_of_memory(e) else 500
 
 
-def _worker_main(conn, options: Preprocessor, max_tokens: int | None) -> None:
+def _worker_main(conn, options: Preprocessor) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     try:
         import torch  # imported by musiq anyway; one thread: decoding is element-wise NumPy
@@ -80,13 +80,13 @@ def _worker_main(conn, options: Preprocessor, max_tokens: int | None) -> None:
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send(decode_one(data, options, max_tokens))
+        conn.send(decode_one(data, options))
 
 
 class _Worker:
-    def __init__(self, ctx, options: Preprocessor, max_tokens: int | None) -> None:
+    def __init__(self, ctx, options: Preprocessor) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, options, max_tokens),
+        self.proc = ctx.Process(target=_worker_main, args=(child, options),
                                 name="musiq-decode", daemon=True)
         self.proc.start()
         child.close()
@@ -132,7 +132,9 @@ class DecodePool:
 
     def __init__(self, workers: int, options: Preprocessor, *, timeout_s: float,
                  max_tokens: int | None) -> None:
-        self.options, self.timeout_s, self.max_tokens = options, timeout_s, max_tokens
+        # The server's own token bound, set once in what every worker runs.
+        self.options = replace(options, max_tokens=max_tokens)
+        self.timeout_s, self.max_tokens = timeout_s, max_tokens
         # spawn: the server holds threads and a loaded model; forking that is unsafe.
         self._ctx = multiprocessing.get_context("spawn")
         self._io = ThreadPoolExecutor(workers, thread_name_prefix="musiq-decode-io")
@@ -143,7 +145,7 @@ class DecodePool:
         self.killed = 0
 
     def _spawn(self) -> None:
-        w = _Worker(self._ctx, self.options, self.max_tokens)
+        w = _Worker(self._ctx, self.options)
         self._all.add(w)
         self._idle.put_nowait(w)
 
