@@ -62,6 +62,17 @@ def from_bytes(ckpt, files):
     return _load(ckpt).score_many([Path(f).read_bytes() for f in files])
 
 
+def several_models(ckpt, files):
+    """The first of two models scored in one pass (a single-scale model in the mix makes
+    its own tokens from the same decoded pixels)."""
+    single = ckpt.with_name("ckpt_10class_single.npz")
+    if not single.exists():
+        from conftest import write_checkpoint
+        write_checkpoint(single, "--classes", "10", "--single-scale")
+    panel = musiq.load([ckpt, single], device="cpu")
+    return [p.models[ckpt.stem].score for p in panel.predict_many(files)]
+
+
 def ray_engine(ckpt, files):
     import ray
 
@@ -144,6 +155,7 @@ PATHS: dict[str, tuple[Callable, str]] = {
     "onnxruntime runtime": (lambda c, f: batched(c, f, backend="onnxruntime"), "exact"),
     "openvino runtime": (lambda c, f: batched(c, f, backend="openvino"), "exact"),
     "bytes input": (from_bytes, "exact"),
+    "several models in one pass": (several_models, "exact"),
     "ray engine": (ray_engine, "exact"),
     "http service": (http_service, "exact"),
     "training validation": (training_validation, "exact"),

@@ -42,6 +42,8 @@ _LAZY = {
     "Scorer": ("scorer", "Scorer"),
     "ScorerOptions": ("scorer", "ScorerOptions"),
     "load": ("scorer", "load"),
+    "MultiScorer": ("multi_scorer", "MultiScorer"),
+    "MultiPrediction": ("results.rows", "MultiPrediction"),
     "evaluate": ("evaluation", "evaluate"),
     "Evaluation": ("evaluation", "Evaluation"),
     "train": ("training", "train"),
@@ -75,5 +77,5 @@ __all__ = [
     "Scorer", "Tokens", "UnsupportedFormat", "get_info", "load", "load_checkpoint",
     "load_image", "preprocess", "save_checkpoint", "__version__",
     "evaluate", "Evaluation", "train", "Trainer", "TrainConfig", "TrainResult", "LabelColumns",
-    "read_labels",
+    "read_labels", "MultiScorer", "MultiPrediction",
 ]

@@ -285,7 +285,8 @@ class Scorer:
         return out
 
 
-def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLike | None = None,
+def load(model: "str | os.PathLike | Sequence[str | os.PathLike]" = "koniq", *,
+         checkpoint_dir: str | os.PathLike | None = None,
          device: str | torch.device | None = "auto", offline: bool | None = None,
          **options) -> Scorer:
     """Load a checkpoint by registry name (``koniq``, ``ava``, ``spaq-single`` ...) or path.
@@ -303,7 +304,16 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     or ``"onnxruntime"`` (CPU fp32, needs the ``onnx`` extra); ``preprocess``: ``"auto"``,
     ``"numpy"`` or ``"torch"``, where tokens are made; ``workers``; ``max_tokens``); they are
     checked before the checkpoint is read. ``options=ScorerOptions(...)`` gives them whole.
+
+    Several models (a list, ``"koniq,ava"`` or ``"all"``: koniq, spaq, paq2piq and ava)
+    give a :class:`musiq.multi_scorer.MultiScorer`, which decodes each image once and
+    returns every model's score (``{name: score}``).
     """
+    if _several(model):
+        from .multi_scorer import load_several
+        return load_several([model] if isinstance(model, str) else list(model),  # type: ignore
+                            checkpoint_dir=checkpoint_dir, device=device, offline=offline,
+                            **options)
     if options.get("options") is not None:
         opts = options.pop("options")
         if options or device != "auto":
@@ -313,3 +323,11 @@ def load(model: str | os.PathLike = "koniq", *, checkpoint_dir: str | os.PathLik
     bound_if_asked()  # before the weights are read (musiq.engine.memory)
     net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
     return Scorer(net, options=opts, fresh=True)
+
+
+def _several(model) -> bool:
+    """Whether ``load``'s ``model`` names several models (a list, commas, ``all``)."""
+    if isinstance(model, (list, tuple)):
+        return True
+    text = os.fspath(model)
+    return not os.path.exists(text) and ("," in text or text.strip().lower() == "all")

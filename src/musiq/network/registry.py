@@ -95,3 +95,25 @@ def get_info(name: str) -> ModelInfo:
         raise MusiqError(f"unknown model '{name}'{hint}; known models: {', '.join(REGISTRY)} "
                          "(or give the path of a .npz checkpoint)")
     return REGISTRY[key]
+
+
+#: What ``--model all`` means: every official quality and aesthetic model, in this order.
+ALL_MODELS = ("koniq", "spaq", "paq2piq", "ava")
+
+
+def split_models(values: "str | list[str] | tuple[str, ...]") -> list[str]:
+    """Model names or paths from ``--model`` values: each value may hold several, separated
+    by commas (a value that is an existing file is kept whole, commas and all); ``all`` is
+    :data:`ALL_MODELS`. Order is kept; nothing is looked up here."""
+    import os
+    out: list[str] = []
+    for value in [values] if isinstance(values, str) else values:
+        value = os.fspath(value)
+        parts = [value] if os.path.exists(value) else [v.strip() for v in value.split(",")]
+        for part in parts:
+            if not part:
+                continue
+            out.extend(ALL_MODELS if part.lower() == "all" else [part])
+    if not out:
+        raise MusiqError("no model given (--model NAME|PATH[,NAME|PATH...] or 'all')")
+    return out

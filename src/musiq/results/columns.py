@@ -31,6 +31,29 @@ VIDEO_COLUMNS = ("frames", "spread")
 FRAME_COLUMNS = ("frame", "time")
 
 
+#: Names a model may not take in a several-model output: they are its other columns or keys.
+RESERVED_NAMES = ("path", "error", "score", "models", "provenance", *VIDEO_COLUMNS,
+                  *FRAME_COLUMNS)
+
+
+def check_model_names(names: list[str]) -> None:
+    """Refuse (:class:`MusiqError`) model names that would clash in a several-model output:
+    the same name twice, an empty name, or a name that is an output column (``path``,
+    ``error`` ...)."""
+    from ..errors import MusiqError
+    seen: set[str] = set()
+    for name in names:
+        if not name or not name.strip():
+            raise MusiqError("a model name is empty")
+        if name.lower() in RESERVED_NAMES:
+            raise MusiqError(f"a model named '{name}' would clash with the output column "
+                             f"'{name.lower()}'; rename its file")
+        if name.lower() in seen:
+            raise MusiqError(f"two models are named '{name}' (a model given by path is "
+                             "named by its file's stem): rename one of the files")
+        seen.add(name.lower())
+
+
 def csv_guard(value: str) -> str:
     """A CSV cell that no spreadsheet runs as a formula (undo with :func:`csv_unguard`)."""
     return "'" + value if value.startswith(CSV_FORMULA_START) else value

@@ -41,7 +41,8 @@ class Prepared:
     ``index``: its position in the input stream; ``source``: its name (see
     :func:`musiq.decoding.decode.source_name`); ``pixels``: decoded ``(H, W, 3)`` uint8 when the
     tokens are to be made later, on the scoring device; ``num_tokens``: the valid tokens
-    those pixels will give.
+    those pixels will give; ``variants``: one item per preprocessing when several models
+    are scored together (:mod:`musiq.tokens.shared`).
     """
 
     index: int
@@ -50,6 +51,7 @@ class Prepared:
     error: str | None = None
     pixels: np.ndarray | None = None
     num_tokens: int = 0
+    variants: "tuple[Prepared, ...] | None" = None  # several preprocessings (tokens/shared.py)
 
     @property
     def ok(self) -> bool:
