@@ -22,7 +22,8 @@ import numpy as np
 
 from ..errors import MusiqError
 from ..tokens.preprocess import Tokens
-from .runtime_cache import CacheKey, cached
+from .runtime_cache import CacheKey, cached, read_parts, write_parts
+from .runtime_cache import cache_dir as default_cache_dir
 
 NAME = "openvino"
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
@@ -115,20 +116,32 @@ class OpenVinoBackend:
                              "(musiq.load); a model changed in memory runs on torch")
         if precision not in _HINTS:
             raise MusiqError(f"the openvino backend runs fp32 or bf16, not {precision}")
-        key = CacheKey(file_sha256(checkpoint), __version__, NAME, ov.get_version(), precision)
-        t0 = time.perf_counter()
-        (xml, weights), self.path, built = cached(key, lambda: convert(model), cache_dir)
-        if built:
-            print(f"musiq: converted {Path(checkpoint).name} for OpenVINO in "
-                  f"{time.perf_counter() - t0:.1f} s (once; cached in {self.path.parent})",
-                  file=sys.stderr, flush=True)
-        core = ov.Core()
-        self._weights = np.frombuffer(weights, dtype=np.uint8)  # kept alive: shared memory
-        ir = core.read_model(model=bytes(xml), weights=ov.Tensor(self._weights))
+        sha = file_sha256(checkpoint)
         config = {"INFERENCE_PRECISION_HINT": _HINTS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(ir, "CPU", config)
+        core = ov.Core()
+        # A warm load imports the compiled model (~0.2 s) instead of compiling the IR
+        # (~0.4 s); the compiled form is specific to this CPU, which is in its key.
+        compiled_key = CacheKey(sha, __version__, NAME + "-compiled",
+                                f"{ov.get_version()} {_cpu_name(core)}", precision)
+        key = CacheKey(sha, __version__, NAME, ov.get_version(), precision)
+        folder = cache_dir or default_cache_dir()
+        # ``path``: the compiled model (what a warm load reads); ``ir_path``: the converted
+        # network it is compiled from (read only when the compiled form is missing).
+        self.path, self.ir_path = folder / compiled_key.filename(), folder / key.filename()
+        self.compiled, self._blob = _import_compiled(core, compiled_key, config, self.path)
+        if self.compiled is None:
+            t0 = time.perf_counter()
+            (xml, weights), _, built = cached(key, lambda: convert(model), folder)
+            if built:
+                print(f"musiq: converted {Path(checkpoint).name} for OpenVINO in "
+                      f"{time.perf_counter() - t0:.1f} s (once; cached in {folder})",
+                      file=sys.stderr, flush=True)
+            self._weights = np.frombuffer(weights, dtype=np.uint8)  # kept alive: shared
+            ir = core.read_model(model=bytes(xml), weights=ov.Tensor(self._weights))
+            self.compiled = core.compile_model(ir, "CPU", config)
+            _store_compiled(self.compiled, compiled_key, self.path)
         self.precision = precision
         norm, head = model.encoder_norm, model.head
         self._ln = (_np(norm.weight), _np(norm.bias), np.float32(norm.eps))
@@ -148,6 +161,36 @@ class OpenVinoBackend:
         y = (h - mu) / np.sqrt(var + eps) * gamma + beta
         w, b = self._head
         return (y @ w + b).astype(np.float32, copy=False)
+
+
+def _cpu_name(core) -> str:
+    try:
+        return str(core.get_property("CPU", "FULL_DEVICE_NAME"))
+    except Exception:  # pragma: no cover - every CPU plugin has it
+        return "cpu"
+
+
+def _import_compiled(core, key: CacheKey, config: dict, path: Path):
+    """``(compiled model, its blob)`` cached at ``path`` under ``key`` (None, None when
+    absent, stale, corrupt or refused by this OpenVINO: it is then compiled again)."""
+    import openvino as ov
+    parts = read_parts(path, key)
+    if parts is None:
+        return None, None
+    try:
+        blob = np.frombuffer(parts[0], dtype=np.uint8)  # kept alive with the model
+        return core.import_model(ov.Tensor(blob), "CPU", config), blob
+    except Exception:  # another plugin build, say: compile instead
+        return None, None
+
+
+def _store_compiled(compiled, key: CacheKey, path: Path) -> None:
+    """Keep the compiled model for the next load; a cache that cannot be written only costs
+    the next load a compile."""
+    try:
+        write_parts(path, key, [compiled.export_model().getvalue()])
+    except Exception:
+        pass
 
 
 def _np(p) -> np.ndarray:
