@@ -103,8 +103,8 @@ class OutputFile:
         which = f"models {','.join(names)}" if names else "one model"
         refuse = f"--resume: {self.path} was written with other models than this run's " \
                  f"({which}); the file is left untouched: use another --output or --overwrite"
-        for row in self.rows:  # a Parquet file's own rows: its columns are checked below
-            if self.fmt == "parquet" and row.models is None:
+        for row in self.rows:  # CSV and Parquet files' own rows: their columns are checked
+            if self.fmt != "jsonl" and row.models is None:
                 continue
             if (row.models is None) != (names is None) or \
                     (names is not None and set(row.models or ()) != set(names)):
