@@ -20,11 +20,12 @@ from typing import IO, Iterator, Union
 
 from ..atomic import create_exclusive, replace_with
 from ..errors import MusiqError
-from .arrow import arrow_schema, conform, predictions_table, require_pyarrow, table_predictions
+from .arrow import arrow_schema, conform, predictions_table, require_pyarrow
 from .columns import ENCODING, ERRORS, row_dict
 from .jsonfmt import parse_jsonl
 from .rows import MultiPrediction, Prediction
 from .several import ModelSet, several_row_dict
+from .several_arrow import table_rows
 
 #: What a Parquet file holds: one model's kind, or several models (:class:`ModelSet`).
 Layout = Union[str, ModelSet]
@@ -93,18 +94,9 @@ def read_parquet(path: str, columns: list[str] | None = None) -> list[Prediction
                     "string", "large_string"):
                 raise MusiqError(f"{path}: column 'path' holds {table.schema.field(name).type}, "
                                  "not text: not a musiq score file")
-        rows = _table_rows(table, path)
+        rows = table_rows(table, path)
     present = {p.source for p in rows}
     return rows + [p for p in read_journal(path) if p.source not in present]
-
-
-def _table_rows(table, where: str) -> list:
-    """One-model rows, or several-model rows when the columns are a several-model table's."""
-    from .several_arrow import models_from_arrow_names, several_table_rows
-    models = models_from_arrow_names(table.column_names)
-    if models is not None:
-        return several_table_rows(table, models, where)
-    return table_predictions(table, where)
 
 
 def schema_of(layout: Layout, per_frame: bool = False):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import MusiqError
-from .arrow import _types, require_pyarrow, utf8_text
+from .arrow import column_types, require_pyarrow, utf8_text
 from .columns import VIDEO_COLUMNS, json_keys
 from .rows import MultiPrediction, Prediction
 from .several import ModelSet, row_error
 
 __all__ = ["several_arrow_names", "several_arrow_schema", "several_table",
-           "several_table_rows", "models_from_arrow_names"]
+           "several_table_rows", "models_from_arrow_names", "table_rows"]
 
 _EXTRAS = ("distribution", "std", "top5")
 
@@ -46,7 +46,7 @@ def several_arrow_names(models: ModelSet) -> list[str]:
 def several_arrow_schema(models: ModelSet) -> Any:
     """The ``pyarrow.Schema`` of several-model rows (see the module)."""
     pa = require_pyarrow()
-    types = _types(pa)
+    types = column_types(pa)
     return pa.schema([pa.field(c, types[key]) for c, key, _ in _fields(models)])
 
 
@@ -103,3 +103,13 @@ def models_from_arrow_names(names: list[str]) -> ModelSet | None:
     except (MusiqError, ValueError):
         return None
     return models if models is not None and several_arrow_names(models) == names else None
+
+
+def table_rows(table: Any, where: str = "table") -> list[Prediction] | list[MultiPrediction]:
+    """The rows of any result table: one model's (:class:`Prediction`) or, when its columns
+    are a several-model table's (:func:`models_from_arrow_names`), :class:`MultiPrediction`."""
+    from .arrow import table_predictions
+    models = models_from_arrow_names(table.column_names)
+    if models is not None:
+        return several_table_rows(table, models, where)
+    return table_predictions(table, where)
