@@ -12,14 +12,22 @@ if TYPE_CHECKING:
 
 
 def add_model_options(p: argparse.ArgumentParser, *, several: bool = False,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, image_tokens: bool = True) -> None:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, image_tokens: bool = True,
+                      listed: bool = False) -> None:
     """The options that choose and place a model. ``several``: ``--model`` may be repeated
-    (a server keeps several in memory); ``max_pixels``: the default pixel limit;
+    (a server keeps several in memory); ``listed``: ``--model`` takes comma-separated
+    lists, may be repeated and ``all`` (every official quality and aesthetic model; read
+    them with :func:`model_specs`); ``max_pixels``: the default pixel limit;
     ``image_tokens``: add ``--max-tokens`` (the per-image token bound)."""
     g = p.add_argument_group("model")
     names = ("registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; pyiqa's "
              "musiq-koniq, musiq-spaq, musiq-paq2piq, musiq-ava too) or a .npz path")
-    if several:
+    if listed:
+        g.add_argument("--model", "-m", action="append", metavar="NAME|PATH[,NAME|PATH...]",
+                       help=names + "; several score together, each image decoded once: "
+                                    "comma-separated or repeated, 'all' = koniq, spaq, "
+                                    "paq2piq, ava (default: koniq; docs/several-models.md)")
+    elif several:
         g.add_argument("--model", "-m", action="append", metavar="NAME|PATH",
                        help=names + "; repeat to serve several (default: koniq; the first "
                                     "is the default model)")
@@ -59,6 +67,27 @@ def options_from_args(args: argparse.Namespace) -> ScorerOptions:
         precision=get("precision", "fp32"), compile=get("compile", False),
         threads=get("threads"), preprocess=get("preprocess", "auto"), workers=get("workers"),
         max_tokens=get("max_tokens"), **runtime)
+
+
+def model_specs(args: argparse.Namespace) -> list[str]:
+    """The models ``--model`` names (commas and repeats split, ``all`` expanded; default
+    ``koniq``), their names checked when there are several (the same name twice, or an
+    output column's: :class:`MusiqError`) before anything is read."""
+    from ..multi_scorer import spec_name
+    from ..network.registry import split_models
+    from ..results.columns import check_model_names
+    value = args.model or ["koniq"]
+    specs = split_models([value] if isinstance(value, str) else value)
+    if len(specs) > 1:
+        check_model_names([spec_name(s) for s in specs])
+    return specs
+
+
+def load_several_from_args(args: argparse.Namespace, specs: list[str]):
+    """A :class:`~musiq.multi_scorer.MultiScorer` of ``specs`` with the options given."""
+    from ..multi_scorer import load_several
+    return load_several(specs, checkpoint_dir=args.checkpoint_dir, offline=args.offline,
+                        options=options_from_args(args))
 
 
 def load_from_args(args: argparse.Namespace, model: str | None = None) -> "Scorer":

@@ -20,7 +20,9 @@ from ..results.csvfmt import render_row
 from ..results.files import (FILE_FORMATS, OutputFile, ResultRow, file_format,  # noqa: F401
                              open_output, resolve)
 from ..results.parquet import ParquetWriter
-from ..results.rows import Prediction
+from ..results.rows import MultiPrediction, Prediction
+from ..results.several import ModelSet
+from ..results.several_writers import make_several_writer
 from ..results.writers import (CsvWriter, JsonArrayWriter, JsonLinesWriter,  # noqa: F401
                                SeedWriter, TableWriter, Writer, make_writer, model_line)
 from .video_options import check_video_resume, video_provenance
@@ -46,7 +48,7 @@ class RebasedWriter:
     def __init__(self, inner, base: str) -> None:
         self.inner, self.base = inner, base
 
-    def write(self, p: Prediction) -> None:
+    def write(self, p: Prediction | MultiPrediction) -> None:
         if not os.path.isabs(p.source):
             p = dataclasses.replace(p, source=os.path.relpath(os.path.abspath(p.source),
                                                               self.base))
@@ -62,8 +64,26 @@ class Prepared:
 
     writer: object
     files: list[str]
-    problems: list[Prediction]
+    problems: list[Prediction] | list[MultiPrediction]
     skipped: int
+
+
+def model_set(scorer) -> ModelSet | None:
+    """The models of a several-model run (a :class:`~musiq.multi_scorer.MultiScorer`), in
+    its order; None for one model's."""
+    scorers = getattr(scorer, "scorers", None)
+    return None if scorers is None else ModelSet.of({n: s.kind for n, s in scorers.items()})
+
+
+def _file_order(models: ModelSet, provenance: dict, recorded: dict | None) -> ModelSet:
+    """A resumed file's own order of the same models (its columns); ``provenance``'s
+    ``models`` are put in that order too, so that the record keeps matching the file."""
+    had = (recorded or {}).get("models")
+    if isinstance(had, dict) and set(had) == set(models.names) and \
+            list(had) != list(models.names):
+        models = models.reordered(list(had))
+        provenance["models"] = {n: provenance["models"][n] for n in models.names}
+    return models
 
 
 def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: list[str],
@@ -77,11 +97,15 @@ def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: 
     if getattr(args, "sampling", None) is not None:
         provenance["video"] = video_provenance(args.sampling, per_frame)
     recorded = _recorded(output, provenance, args.resume)
-    output.check_kind(scorer.kind, per_frame)
+    models = model_set(scorer)
+    if models is not None:
+        models = _file_order(models, provenance, recorded)
+    layout = models if models is not None else scorer.kind
+    output.check_kind(layout, per_frame)
     base = (recorded or {}).get(BASE_KEY)
     base = base if isinstance(base, str) and os.path.isabs(base) else os.getcwd()
     provenance = {**provenance, BASE_KEY: base}
-    output.repair(scorer.kind, provenance, per_frame)
+    output.repair(layout, provenance, per_frame)
     if args.retry_failed:
         output.drop_failed()
     skipped = 0
@@ -95,9 +119,13 @@ def prepare_output(output: OutputFile, scorer, args: argparse.Namespace, files: 
         skipped = before - len(files) - len(problems)
     write_sidecar(output.path, provenance)
     if output.fmt == "parquet":
-        writer = ParquetWriter(output.path, scorer.kind, keep=bool(output.rows),
+        writer = ParquetWriter(output.path, layout, keep=bool(output.rows),
                                drop_failed=output.drop_failed_rows, provenance=provenance,
                                per_frame=per_frame)
+    elif models is not None:
+        writer = make_several_writer(output.fmt, output.file, models,
+                                     header=not output.rows and output.header is None,
+                                     columns=output.header)
     else:
         writer = make_writer(output.fmt, output.file, kind=scorer.kind,
                              header=not output.rows and output.header is None,

@@ -18,6 +18,12 @@ from typing import Iterator
 from ..errors import MusiqError
 from ..scorer import Prediction, Scorer
 
+#: The seam for several models (``musiq score --model a,b --engine ray``): set True once
+#: :func:`ray_predictions` takes a :class:`~musiq.multi_scorer.MultiScorer` and yields its
+#: :class:`~musiq.results.rows.MultiPrediction` rows; until then the CLI refuses the
+#: combination before any work.
+SEVERAL_MODELS = False
+
 
 def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
                     ) -> Iterator[Prediction]:

@@ -9,6 +9,10 @@ Large runs: ``--output results.csv|.jsonl`` appends a flushed row per image as i
 ``--resume`` skips the images already in that file, ``--workers`` decodes and preprocesses in
 parallel processes, and images of mixed sizes are batched by length.
 
+Several models (``--model koniq,ava``, ``--model koniq --model ava``, ``--model all``): each
+image is decoded once and every model scores it; the outputs hold a score per model
+(docs/several-models.md), and an image counts as failed when any model failed on it.
+
 Provenance: ``--output OUT`` also writes ``OUT.meta.json`` (model, checkpoint SHA-256, musiq
 version, precision, preprocessing; :mod:`musiq.results.provenance`); ``--resume`` refuses, leaving
 the file untouched, an output made with another checkpoint, precision or preprocessing.
@@ -24,11 +28,14 @@ import time
 from ..errors import MusiqError
 from ..engine.plan import PRECISIONS
 from ..scorer import Prediction
+from ..results.rows import MultiPrediction
 from ..video_scoring import predict_files
-from .common import add_model_options, load_from_args
+from .common import add_model_options, load_from_args, load_several_from_args, model_specs
 from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  (API)
-from .output import make_writer, open_output, prepare_output, stop_on_sigterm
+from .output import (make_several_writer, make_writer, model_set, open_output,
+                     prepare_output, stop_on_sigterm)
 from .progress import track
+from . import ray_engine
 from .ray_engine import add_ray_options, ray_predictions
 from .video_options import add_video_options, sampling_from_args
 
@@ -92,14 +99,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar and no summary (errors still go to stderr)")
     add_video_options(p)
-    add_model_options(p)
+    add_model_options(p, listed=True)
     add_ray_options(p)
     p.set_defaults(func=run)
 
 
 
 
+def _models(args: argparse.Namespace) -> None:
+    """Read ``--model`` (names checked before any work): one model sets ``args.model`` as
+    before; several set ``args.models``; refuse what several models cannot do yet."""
+    specs = model_specs(args)
+    args.models = specs if len(specs) > 1 else None
+    args.model = specs[0]
+    if args.models is None:
+        return
+    if args.engine == "ray" and not getattr(ray_engine, "SEVERAL_MODELS", False):
+        raise MusiqError("--engine ray scores one model at a time for now: give one --model, "
+                         "or score several models with the local engine (the default)")
+    if getattr(args, "per_frame", False):
+        raise MusiqError("--per-frame scores one model at a time: give one --model (with "
+                         "several, each video's frames are in the JSON rows' frame_scores)")
+
+
 def run(args: argparse.Namespace) -> int:
+    _models(args)
     raw = list(args.images) + list(args.image)
     if args.files_from:
         raw += read_list(args.files_from)
@@ -130,10 +154,47 @@ def run(args: argparse.Namespace) -> int:
             output.close()
 
 
+def _stdout_writer(args: argparse.Namespace, scorer, files: list[str], problems: list):
+    """The writer of standard output (None when ``--output`` is given without
+    ``--format``)."""
+    fmt = args.format or (None if args.output else
+                          "seed" if args.image and not args.images else "table")
+    if not fmt:
+        return None
+    width = max((len(f) for f in files), default=4)
+    several = len(files) + len(problems) > 1
+    models = model_set(scorer)
+    if models is not None:
+        ranges = {n: s.score_range for n, s in scorer.scorers.items()}
+        return make_several_writer(fmt, sys.stdout, models, width=width, several=several,
+                                   ranges=ranges)
+    return make_writer(fmt, sys.stdout, kind=scorer.kind, width=width, several=several,
+                       model=scorer.name, score_range=scorer.score_range,
+                       per_frame=args.per_frame)
+
+
+def _predictions(args: argparse.Namespace, scorer, files: list[str]):
+    """The rows of ``files`` from the engine asked for (one model's or several's)."""
+    if args.engine == "ray":
+        return ray_predictions(scorer, files, args)
+    if args.models:
+        return scorer.predict_files(files, args.sampling, batch_size=args.batch_size)
+    return predict_files(scorer, files, args.sampling, batch_size=args.batch_size)
+
+
+def _failure(p) -> str | None:
+    """What a row's failure says: one model's error, or several's one-line summary."""
+    return getattr(p, "failure", p.error)
+
+
 def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction],
            output) -> int:
-    scorer = load_from_args(args)
+    scorer = load_several_from_args(args, args.models) if args.models else \
+        load_from_args(args)
     scorer.plan.apply_threads()
+    if args.models:
+        problems = [MultiPrediction.failed(p.source, scorer.names, p.error or "")
+                    for p in problems]
 
     writers = []
     skipped = 0
@@ -141,14 +202,9 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         prepared = prepare_output(output, scorer, args, files, problems)
         files, problems, skipped = prepared.files, prepared.problems, prepared.skipped
         writers.append(prepared.writer)
-    stdout_fmt = args.format or (None if args.output else
-                                 "seed" if args.image and not args.images else "table")
-    if stdout_fmt:
-        writers.append(make_writer(stdout_fmt, sys.stdout, kind=scorer.kind,
-                                   width=max((len(f) for f in files), default=4),
-                                   several=len(files) + len(problems) > 1,
-                                   model=scorer.name, score_range=scorer.score_range,
-                                   per_frame=args.per_frame))
+    stdout = _stdout_writer(args, scorer, files, problems)
+    if stdout is not None:
+        writers.append(stdout)
 
     show = sys.stderr.isatty() and not args.quiet and len(files) > 1
     lines = not args.quiet and len(files) > 1  # progress lines when stderr is no terminal
@@ -156,14 +212,11 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
     n_failed = scored = 0
     start = time.perf_counter()
     try:
-        if args.engine == "ray":
-            preds = ray_predictions(scorer, files, args)
-        else:
-            preds = predict_files(scorer, files, args.sampling, batch_size=args.batch_size)
+        preds = _predictions(args, scorer, files)
         for p in itertools.chain(problems, track(preds, len(files), bar=show, lines=lines)):
             for w in writers:
                 w.write(p)
-            if p.error is None:
+            if p.ok:
                 scored += 1
             else:
                 n_failed += 1
@@ -184,7 +237,7 @@ def _score(args: argparse.Namespace, files: list[str], problems: list[Prediction
         total = scored + n_failed
         print(f"musiq score: {n_failed} of {total} image(s) failed", file=sys.stderr)
         for p in failed:
-            print(f"  {p.source}: {p.error}", file=sys.stderr)
+            print(f"  {p.source}: {_failure(p)}", file=sys.stderr)
         if n_failed > len(failed):
             where = f" (all are in {args.output})" if args.output else ""
             print(f"  ... and {n_failed - len(failed)} more{where}", file=sys.stderr)

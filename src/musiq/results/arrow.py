@@ -32,7 +32,8 @@ def require_pyarrow() -> Any:
     return pyarrow
 
 
-def _types(pa: Any) -> dict:
+def column_types(pa: Any) -> dict:
+    """The Arrow type of every result column, by its one-model name."""
     return {"path": pa.string(), "score": pa.float64(), "error": pa.string(),
             "logits": pa.list_(pa.float64()), "distribution": pa.list_(pa.float64()),
             "std": pa.float64(),
@@ -47,7 +48,7 @@ def arrow_schema(kind: str, per_frame: bool = False) -> Any:
     """The ``pyarrow.Schema`` of result rows for a model kind (``mos``, ``distribution``,
     ``imagenet``, ``logits``), per file or (``per_frame``) per video frame."""
     pa = require_pyarrow()
-    types = _types(pa)
+    types = column_types(pa)
     keys = [k for k in json_keys(kind) if k != "frame_scores"]
     if per_frame:
         keys = [k for k in keys if k not in VIDEO_KEYS]

@@ -18,6 +18,8 @@ from .columns import ENCODING, ERRORS
 from .csvfmt import parse_csv
 from .jsonfmt import parse_jsonl
 from .parquet import journal_path, read_parquet
+from .rows import MultiPrediction
+from .several import ModelSet
 
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -25,11 +27,14 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 @dataclass
 class ResultRow:
-    """One row already in an output file: its path (as written), failed or not, its text."""
+    """One row already in an output file: its path (as written), failed or not (for several
+    models: any model failed), its text, and (JSON lines) its models' names when it is a
+    several-model row."""
 
     path: str
     failed: bool
     text: str
+    models: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -66,11 +71,14 @@ class OutputFile:
             fold_journal(self.path, kind, provenance, per_frame)
             self.journal = False
 
-    def check_kind(self, kind: str, per_frame: bool = False) -> None:
+    def check_kind(self, kind: "str | ModelSet", per_frame: bool = False) -> None:
         """Raise when a resumed file was written for another kind of model, or per frame
-        when this run is per video (``per_frame``) or the reverse. A file from before videos
-        (no video columns) is accepted."""
+        when this run is per video (``per_frame``) or the reverse, or (``kind`` a
+        :class:`ModelSet`) for other models. A file from before videos (no video columns)
+        is accepted."""
         from .columns import VIDEO_COLUMNS, accepted_headers
+        if isinstance(kind, ModelSet) or any(r.models is not None for r in self.rows):
+            return self._check_models(kind if isinstance(kind, ModelSet) else None)
         why = "(another model kind, or --per-frame differs?)"
         if self.fmt == "parquet" and os.path.exists(self.path):
             from .arrow import arrow_schema
@@ -85,6 +93,31 @@ class OutputFile:
             want = accepted_headers(kind, per_frame)[0]
             raise MusiqError(f"--resume: {self.path} has columns {','.join(self.header)}, "
                              f"expected {','.join(want)} {why}")
+
+    def _check_models(self, models: "ModelSet | None") -> None:
+        """Raise unless the resumed file holds rows of exactly these models (``None``: one
+        model's rows), in the columns this run writes."""
+        from .several import several_csv_header
+        from .several_arrow import several_arrow_names
+        names = list(models.names) if models is not None else None
+        which = f"models {','.join(names)}" if names else "one model"
+        refuse = f"--resume: {self.path} was written with other models than this run's " \
+                 f"({which}); the file is left untouched: use another --output or --overwrite"
+        for row in self.rows:  # CSV and Parquet files' own rows: their columns are checked
+            if self.fmt != "jsonl" and row.models is None:
+                continue
+            if (row.models is None) != (names is None) or \
+                    (names is not None and set(row.models or ()) != set(names)):
+                raise MusiqError(refuse)
+        if names is None:
+            return
+        if self.fmt == "parquet" and os.path.exists(self.path):
+            from .parquet import parquet_schema_names
+            if parquet_schema_names(self.path) != several_arrow_names(models):
+                raise MusiqError(refuse)
+        if self.fmt == "csv" and self.header is not None and \
+                self.header != several_csv_header(models):
+            raise MusiqError(refuse)
 
     def drop_failed(self) -> int:
         """Remove the failed rows (they are scored again); returns how many. CSV and JSONL
@@ -220,7 +253,8 @@ def open_output(path: str, *, resume: bool, overwrite: bool) -> OutputFile:
 def _read_rows(out: OutputFile) -> None:
     if out.fmt == "parquet":
         for p in read_parquet(out.path, columns=["path", "error"]):
-            out.rows.append(ResultRow(p.source, p.error is not None, ""))
+            out.rows.append(ResultRow(p.source, not p.ok, "", tuple(p.models)
+                                      if isinstance(p, MultiPrediction) else None))
         return
     out.file.seek(0)
     text = out.file.read()
@@ -228,7 +262,10 @@ def _read_rows(out: OutputFile) -> None:
     where = f"--resume: {out.path}"
     if out.fmt == "jsonl":
         lines, kept = parse_jsonl(text, where)
-        out.rows = [ResultRow(r.prediction.source, not r.prediction.ok, r.text) for r in lines]
+        out.rows = [ResultRow(r.prediction.source, not r.prediction.ok, r.text,
+                              tuple(r.prediction.models)
+                              if isinstance(r.prediction, MultiPrediction) else None)
+                    for r in lines]
     else:
         parsed = parse_csv(text, where)
         kept, out.header = parsed.kept, parsed.header

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import MusiqError
-from .rows import Prediction
+from .rows import MultiPrediction, Prediction
 
 
 def _number(v: object, key: str, where: str) -> float | None:
@@ -66,11 +66,35 @@ def _video(d: dict, where: str) -> dict:
             "spread": _number(d.get("spread"), "spread", where), "frame_scores": scores}
 
 
+def several_from_dict(d: dict, where: str) -> MultiPrediction:
+    """A :class:`MultiPrediction` from a several-model JSON row (``{"path", "error",
+    "models": {name: {...}}}``); :class:`MusiqError` naming ``where`` when it is not one.
+    The row's own ``error`` is its failure before any model ran."""
+    path, models, error = d.get("path"), d.get("models"), d.get("error")
+    if not isinstance(path, str):
+        raise MusiqError(f"{where}: not a result row ('path' is not text)")
+    if not isinstance(models, dict) or not models:
+        raise MusiqError(f"{where}: 'models' is not an object of model results")
+    preds = {str(name): prediction_from_dict({**m, "path": path} if isinstance(m, dict) else m,
+                                             f"{where} model {name}")
+             for name, m in models.items()}
+    return MultiPrediction(path, preds, None if error in (None, "") else str(error))
+
+
+def row_from_dict(d: object, where: str) -> Prediction | MultiPrediction:
+    """A one-model row (:func:`prediction_from_dict`) or, with a ``models`` key, a
+    several-model row (:func:`several_from_dict`)."""
+    if isinstance(d, dict) and "models" in d and "score" not in d:
+        return several_from_dict(d, where)
+    return prediction_from_dict(d, where)
+
+
 @dataclass
 class Line:
-    """One JSON-lines row: the prediction and its exact text (newline included)."""
+    """One JSON-lines row: the prediction (one model's or several's) and its exact text
+    (newline included)."""
 
-    prediction: Prediction
+    prediction: Prediction | MultiPrediction
     text: str
 
 
@@ -84,7 +108,7 @@ def parse_jsonl(text: str, where: str, *, keep_whole_last: bool = False
     rows = []
     if keep_whole_last and lines[-1].strip():
         try:
-            prediction_from_dict(json.loads(lines[-1]), where)
+            row_from_dict(json.loads(lines[-1]), where)
             return parse_jsonl(text + "\n", where)[0], len(text)
         except (ValueError, MusiqError):
             pass
@@ -95,11 +119,11 @@ def parse_jsonl(text: str, where: str, *, keep_whole_last: bool = False
             obj = json.loads(line)
         except ValueError:
             raise MusiqError(f"{where} line {n}: not JSON; the file is left untouched") from None
-        rows.append(Line(prediction_from_dict(obj, f"{where} line {n}"), line + "\n"))
+        rows.append(Line(row_from_dict(obj, f"{where} line {n}"), line + "\n"))
     return rows, kept
 
 
-def parse_json_array(text: str, where: str) -> list[Prediction]:
+def parse_json_array(text: str, where: str) -> list[Prediction | MultiPrediction]:
     """The rows of ``musiq score --format json``'s array."""
     try:
         data = json.loads(text)
@@ -107,4 +131,4 @@ def parse_json_array(text: str, where: str) -> list[Prediction]:
         raise MusiqError(f"{where}: not JSON ({e})") from None
     if not isinstance(data, list):
         raise MusiqError(f"{where}: expected the JSON array of musiq score --format json")
-    return [prediction_from_dict(d, f"{where} item {n}") for n, d in enumerate(data, 1)]
+    return [row_from_dict(d, f"{where} item {n}") for n, d in enumerate(data, 1)]

@@ -16,14 +16,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import IO, Iterator
+from typing import IO, Iterator, Union
 
 from ..atomic import create_exclusive, replace_with
 from ..errors import MusiqError
-from .arrow import arrow_schema, conform, predictions_table, require_pyarrow, table_predictions
+from .arrow import arrow_schema, conform, predictions_table, require_pyarrow
 from .columns import ENCODING, ERRORS, row_dict
 from .jsonfmt import parse_jsonl
-from .rows import Prediction
+from .rows import MultiPrediction, Prediction
+from .several import ModelSet, several_row_dict
+from .several_arrow import table_rows
+
+#: What a Parquet file holds: one model's kind, or several models (:class:`ModelSet`).
+Layout = Union[str, ModelSet]
 
 #: Rows per Parquet row group in the final file.
 GROUP_ROWS = 4096
@@ -89,9 +94,24 @@ def read_parquet(path: str, columns: list[str] | None = None) -> list[Prediction
                     "string", "large_string"):
                 raise MusiqError(f"{path}: column 'path' holds {table.schema.field(name).type}, "
                                  "not text: not a musiq score file")
-        rows = table_predictions(table, path)
+        rows = table_rows(table, path)
     present = {p.source for p in rows}
     return rows + [p for p in read_journal(path) if p.source not in present]
+
+
+def schema_of(layout: Layout, per_frame: bool = False):
+    """The Arrow schema of a file of one model's ``kind`` or of several models."""
+    if isinstance(layout, ModelSet):
+        from .several_arrow import several_arrow_schema
+        return several_arrow_schema(layout)
+    return arrow_schema(layout, per_frame)
+
+
+def row_json(p: "Prediction | MultiPrediction", layout: Layout) -> dict:
+    """A journal row: :func:`row_dict` or, for several models, :func:`several_row_dict`."""
+    if isinstance(layout, ModelSet):
+        return several_row_dict(p, layout)  # type: ignore[arg-type]
+    return row_dict(p, layout)  # type: ignore[arg-type]
 
 
 def parquet_schema_names(path: str) -> list[str]:
@@ -127,20 +147,20 @@ class ParquetWriter:
     ``per_frame``: one row per video frame (the journal keeps whole rows either way); a
     previous file from before videos is carried over with its video columns null."""
 
-    def __init__(self, path: str, kind: str, *, keep: bool = False, rows: int = GROUP_ROWS,
+    def __init__(self, path: str, kind: Layout, *, keep: bool = False, rows: int = GROUP_ROWS,
                  drop_failed: bool = False, provenance: dict | None = None,
                  per_frame: bool = False) -> None:
         require_pyarrow()
         self.path, self.kind, self.rows = path, kind, max(rows, 1)
         self.keep, self.drop_failed, self.per_frame = keep, drop_failed, per_frame
-        schema = arrow_schema(kind, per_frame)
+        schema = schema_of(kind, per_frame)
         if provenance is not None:  # the same record as OUT.meta.json, in the file itself
             schema = schema.with_metadata({PARQUET_KEY: json.dumps(provenance)})
         self.schema = schema
         self.journal = open_journal(path, fresh=not keep)
 
-    def write(self, p: Prediction) -> None:
-        self.journal.write(json.dumps(row_dict(p, self.kind), allow_nan=False) + "\n")
+    def write(self, p: "Prediction | MultiPrediction") -> None:
+        self.journal.write(json.dumps(row_json(p, self.kind), allow_nan=False) + "\n")
         self.journal.flush()
 
     def close(self) -> None:
@@ -172,11 +192,18 @@ class ParquetWriter:
             for rows in _journal_chunks(self.path, self.rows):
                 # Rows already in the file: a stop between the rename and the journal's removal.
                 rows = [p for p in rows if p.source not in present]
-                table = predictions_table(rows, self.kind, self.per_frame)
+                table = self._table(rows)
                 out.write_table(table.replace_schema_metadata(self.schema.metadata))
 
 
-def fold_journal(path: str, kind: str, provenance: dict | None,
+    def _table(self, rows: list):
+        if isinstance(self.kind, ModelSet):
+            from .several_arrow import several_table
+            return several_table(rows, self.kind)
+        return predictions_table(rows, self.kind, self.per_frame)
+
+
+def fold_journal(path: str, kind: Layout, provenance: dict | None,
                  per_frame: bool = False) -> None:
     """A run cut by ``kill -9`` left a journal: write its rows into the Parquet file now
     (``per_frame``: the file's layout, one row per video frame)."""

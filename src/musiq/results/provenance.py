@@ -142,6 +142,9 @@ def check_resume(output: str | os.PathLike, current: dict) -> dict | None:
     recorded = read_provenance(output)
     if recorded is None:
         return None
+    if "models" in recorded or "models" in current:
+        _check_models(output, recorded, current)
+        return recorded
     diff = mismatches(recorded, current)
     if diff:
         raise MusiqError(
@@ -150,3 +153,28 @@ def check_resume(output: str | os.PathLike, current: dict) -> dict | None:
             f"Differences: {'; '.join(diff)}. The file is left untouched: use another "
             "--output, or --overwrite to replace it")
     return recorded
+
+
+def _which(record: dict) -> str:
+    """``models koniq, ava`` or ``model 'koniq'``: what a record was made with."""
+    models = record.get("models")
+    if isinstance(models, dict):
+        return f"models {', '.join(map(str, models))}"
+    return f"model {record.get('model')!r}"
+
+
+def _check_models(output: str | os.PathLike, recorded: dict, current: dict) -> None:
+    """Refuse a resume where the file's models (or one model's record against several's)
+    differ from this run's, or where one of the same models has other settings."""
+    had, has = recorded.get("models"), current.get("models")
+    left = (f"The file is left untouched: use another --output, or --overwrite to replace "
+            "it")
+    if not (isinstance(had, dict) and isinstance(has, dict)) or set(had) != set(has):
+        raise MusiqError(f"--resume: {output} was written with {_which(recorded)}; this run "
+                         f"scores with {_which(current)}. {left}")
+    diff = [f"{name}: {d}" for name in has
+            for d in mismatches(had[name] if isinstance(had[name], dict) else {}, has[name])]
+    if diff:
+        raise MusiqError(f"--resume: {output} was written by other checkpoints or settings; "
+                         f"its scores would be mixed with this run's. Differences: "
+                         f"{'; '.join(diff)}. {left}")
