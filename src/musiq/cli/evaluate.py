@@ -4,6 +4,11 @@ Prints SRCC, PLCC (raw and after the 4-parameter logistic), KRCC, RMSE and n wit
 95 % intervals (and EMD for a 10-class model on vote distributions). ``--format json`` prints
 one JSON object (``n``, ``srcc``, ``plcc``, ``krcc``, ``rmse``, ...). Images that cannot be
 scored are listed on stderr and left out; ``--strict`` makes them an error (exit code 1).
+
+Several models (``--model koniq,spaq,ava``, ``--model koniq --model ava`` or ``all``): each
+image is decoded once and every model scores it; the table has one row per model (the same
+statistics and intervals each would have alone), ``--format json`` and ``--report`` give
+``{"labels", "models": {NAME: that model's object}}`` and ``--plot`` one panel per model.
 """
 from __future__ import annotations
 
@@ -15,14 +20,14 @@ import sys
 from tqdm import tqdm
 
 from ..errors import MusiqError
-from .common import add_model_options, load_from_args
+from .common import add_model_options, load_from_args, options_from_args
 from .labels import add_label_options, columns_from_args
 from .video_options import add_video_options, sampling_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="compare a model's scores with labels (SRCC, PLCC ...)",
-                       description=__doc__.split("\n")[0])
+                       description=__doc__.split("\n")[0], conflict_handler="resolve")
     p.add_argument("--labels", "-l", required=True, metavar="FILE.csv",
                    help="label file (default columns: image, mos)")
     p.add_argument("--images", metavar="DIR",
@@ -44,7 +49,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_label_options(p)
     add_video_options(p, per_frame=False)
     add_model_options(p)
+    _several_models(p)
     p.set_defaults(func=run)
+
+
+class _Models(argparse.Action):
+    """``--model`` repeated: every value kept in order (the default ``koniq`` only when none
+    is given); each value may hold a comma list or ``all`` (split when loading)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, ([] if given is self.default else list(given)) + [values])
+
+
+def _several_models(p: argparse.ArgumentParser) -> None:
+    """Replace the shared one-model ``--model`` by one that takes several models."""
+    group = next((g for g in p._action_groups if g.title == "model"), p)
+    group.add_argument("--model", "-m", action=_Models, default=["koniq"], metavar="NAME|PATH",
+                       help="registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; "
+                            "pyiqa's musiq-* names too) or a .npz path; several: a comma "
+                            "list, repeated, or 'all' (one row per model; default: koniq)")
+    if group is not p:
+        group._group_actions.insert(0, group._group_actions.pop())  # listed first, as before
+
+
+def _load(args: argparse.Namespace):
+    """One :class:`Scorer` for one model (the output as before), else a MultiScorer."""
+    from ..network.registry import split_models
+    specs = split_models(args.model)
+    if len(specs) == 1:
+        return load_from_args(args, specs[0])
+    from ..multi_scorer import load_several
+    return load_several(specs, checkpoint_dir=args.checkpoint_dir, offline=args.offline,
+                        options=options_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     read_labels(args.labels, args.images, columns)  # a bad file fails before the model loads
     for option, path in (("--plot", args.plot), ("--report", args.report)):
         check_writable(option, path)  # before the scoring, so that no work is lost
-    scorer = load_from_args(args)
+    scorer = _load(args)
     bar = tqdm(total=0, unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
@@ -71,14 +108,23 @@ def run(args: argparse.Namespace) -> int:
     d = result.to_dict()
     if args.format == "json":
         print(json.dumps(json_safe(d), indent=2))
+    elif "models" in d:
+        write_comparison(d, sys.stdout)
     else:
         write_table(d, sys.stdout)
-    if result.failed:
-        print(f"musiq evaluate: {len(result.failed)} labelled image(s) could not be scored "
+    for name, failed in _failures(result):
+        print(f"musiq evaluate: {name}{len(failed)} labelled image(s) could not be scored "
               "and were left out:", file=sys.stderr)
-        for f in result.failed:
+        for f in failed:
             print(f"  {f['path']} (line {f['line']}): {f['error']}", file=sys.stderr)
     return 1 if (args.strict and result.failed) else 0
+
+
+def _failures(result) -> list[tuple[str, list[dict]]]:
+    """``(prefix, failures)`` to list: the one model's, or each model's that has any."""
+    if not hasattr(result, "results"):
+        return [("", result.failed)] if result.failed else []
+    return [(f"model {n}: ", e.failed) for n, e in result.results.items() if e.failed]
 
 
 def check_writable(option: str, path: str | None) -> None:
@@ -109,5 +155,38 @@ def write_table(d: dict, out) -> None:
         lo_hi = d.get("emd_ci") if key == "emd" else ci.get(key)
         interval = f"  [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}] {conf}% CI" if lo_hi else ""
         out.write(f"{title:<16} {d[key]:.4f}{interval}\n")
+    if d.get("plot"):
+        out.write(f"plot   {d['plot']}\n")
+
+
+COMPARED = (("SRCC", "srcc"), ("PLCC", "plcc"), ("PLCC (logistic)", "plcc_logistic"),
+            ("KRCC", "krcc"), ("RMSE", "rmse"), ("RMSE (logistic)", "rmse_logistic"))
+
+
+def write_comparison(d: dict, out) -> None:
+    """Several models on the same labels: one row per model, each statistic with its
+    bootstrap interval (as :func:`write_table` prints one model's)."""
+    models = d["models"]
+    first = next(iter(models.values()))
+    conf = int(round(100 * first.get("confidence", 0.95)))
+    columns = list(COMPARED)
+    if any("emd" in m for m in models.values()):
+        columns.append((f"EMD (r={first['emd_r']:g})", "emd"))
+    table = [["model", "n", "failed"] + [title for title, _ in columns]]
+    for name, m in models.items():
+        cells = [name, str(m["n"]), str(m["n_failed"])]
+        for _, key in columns:
+            value = m.get(key)
+            lo_hi = m.get("emd_ci") if key == "emd" else m.get("ci", {}).get(key)
+            cells.append("-" if value is None else f"{value:.4f}" + (
+                f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else ""))
+        table.append(cells)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    out.write(f"labels {d['labels']}\n")
+    for row in table:
+        out.write("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(row, widths))).rstrip() + "\n")
+    if any(m.get("ci") for m in models.values()):
+        out.write(f"[low, high]: {conf}% bootstrap confidence intervals\n")
     if d.get("plot"):
         out.write(f"plot   {d['plot']}\n")

@@ -5,7 +5,8 @@ or a saved ``--format json`` array. The page opens from disk, with no server or 
 thumbnails best first (paged, 100 a page), a histogram over the model's score range,
 count/mean/quantiles, the failures with their reasons, sorting and filters by score or name;
 AVA shows each image's distribution. Thumbnails go to ``OUTPUT-stem_thumbs/`` beside the
-page, or into the page with ``--embed``.
+page, or into the page with ``--embed``. A several-model file shows every model's score on
+each card, ranks and filters by the model picked, and draws a scatter of two models' scores.
 """
 from __future__ import annotations
 

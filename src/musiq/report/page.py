@@ -3,6 +3,11 @@ inline (package data in ``static/``), thumbnails embedded or in ``NAME_thumbs/``
 
 Rows are embedded in a compact form (null fields left out; the page derives each card's
 name from its path) and written in chunks, so a million-row page is never held whole.
+
+A several-model file (issue 21) embeds ``models`` (the names, in the file's order), one
+``range`` and ``stats`` per model, and per row ``scores`` (one per model) with ``errors``,
+``dists``, ``stds`` and ``curves`` where any model has them; the page ranks and filters by
+the model picked and draws a scatter of two models' scores.
 """
 from __future__ import annotations
 
@@ -74,10 +79,40 @@ def _row(r: ScoreRow, thumb: str | None) -> dict:
     return d
 
 
-def _rows_json(rows: Sequence[ScoreRow], thumbs: Sequence[str | None]) -> Iterable[str]:
+def _multi_row(r: ScoreRow, thumb: str | None, names: Sequence[str]) -> dict:
+    """A several-model row: per-model fields as lists in the order of ``names`` (a model
+    missing from the row has null everywhere)."""
+    models = [(r.models or {}).get(n) for n in names]
+    d: dict = {"path": r.path, "scores": [m.score if m else None for m in models]}
+    if r.error is not None:
+        d["error"] = r.error
+    for key, attr in (("errors", "error"), ("stds", "std"), ("dists", "distribution"),
+                      ("curves", "curve")):
+        values = [getattr(m, attr) if m else None for m in models]
+        if any(v is not None for v in values):
+            d[key] = values
+    if thumb is not None:
+        d["thumb"] = thumb
+    return d
+
+
+def model_names(rows: Sequence[ScoreRow]) -> list[str]:
+    """The models of a several-model file, in order of first appearance ([] for one model)."""
+    return list(dict.fromkeys(n for r in rows for n in (r.models or {})))
+
+
+def model_rows(rows: Sequence[ScoreRow], name: str) -> list[ScoreRow]:
+    """One model's results, one per row (a row without that model counts as failed)."""
+    return [(r.models or {}).get(name) or ScoreRow(r.path, None, r.error or "not scored")
+            for r in rows]
+
+
+def _rows_json(rows: Sequence[ScoreRow], thumbs: Sequence[str | None],
+               names: Sequence[str] = ()) -> Iterable[str]:
     yield "["
     for lo in range(0, len(rows), CHUNK):
-        part = [_row(r, t) for r, t in zip(rows[lo:lo + CHUNK], thumbs[lo:lo + CHUNK])]
+        part = [_multi_row(r, t, names) if names else _row(r, t)
+                for r, t in zip(rows[lo:lo + CHUNK], thumbs[lo:lo + CHUNK])]
         yield ("," if lo else "") + script_json(part)[1:-1]
     yield "]"
 
@@ -85,8 +120,33 @@ def _rows_json(rows: Sequence[ScoreRow], thumbs: Sequence[str | None]) -> Iterab
 def _data_json(head: dict, rows: Sequence[ScoreRow], thumbs: Sequence[str | None]) -> \
         Iterable[str]:
     yield script_json(head)[:-1] + ',"rows":'
-    yield from _rows_json(rows, thumbs)
+    yield from _rows_json(rows, thumbs, head.get("models") or ())
     yield "}"
+
+
+def _range(rows: Sequence[ScoreRow], prov: dict | None) -> list[float] | None:
+    """The model's score range: recorded in the provenance, else 1-10 for distributions
+    (AVA), else None (the page uses the data's)."""
+    rng = prov.get("score_range") if isinstance(prov, dict) else None
+    if rng is None and any(r.distribution for r in rows):
+        rng = [1.0, 10.0]
+    return rng
+
+
+def _describe(rows: list[ScoreRow], prov: dict | None) -> dict:
+    """The page's ``model``, ``range`` and ``stats``; with several models also ``models``
+    and one ``ranges``/``stats`` entry per model (``range``/``stats`` then the first's)."""
+    names = model_names(rows)
+    if not names:
+        return {"model": prov.get("model") if prov else None, "range": _range(rows, prov),
+                "stats": summary(rows)}
+    records = prov.get("models") if isinstance(prov, dict) else None
+    records = records if isinstance(records, dict) else {}
+    per = [model_rows(rows, n) for n in names]
+    ranges = [_range(r, records.get(n)) for n, r in zip(names, per)]
+    stats = [summary(r) for r in per]
+    return {"model": names[0], "models": names, "range": ranges[0], "ranges": ranges,
+            "stats": stats[0], "model_stats": stats}
 
 
 def check_output(output: Path) -> None:
@@ -118,16 +178,11 @@ def build_report(scores: str | os.PathLike, output: str | os.PathLike, *, embed:
     find = Finder(scores)
     thumbs = make_thumbnails([find(r.path) for r in rows], thumb_size,
                              folder=folder, workers=workers, progress=progress)
-    rng = prov.get("score_range") if prov else None
-    if rng is None and any(r.distribution for r in rows):
-        rng = [1.0, 10.0]
     head = {
         "title": title or f"musiq report: {scores.name}",
         "source": str(scores),
         "provenance": prov,
-        "model": prov.get("model") if prov else None,
-        "range": rng,
-        "stats": summary(rows),
+        **_describe(rows, prov),
     }
     values = {"TITLE": html.escape(head["title"]), "CSS": _static("report.css"),
               "DATA": _data_json(head, rows, thumbs), "JS": _static("report.js")}
