@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--size", default="512x384")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default=None,
+                    help="runs to time, separated by ; (default: all four)")
     a = ap.parse_args()
     import ray
     import torch
@@ -165,6 +167,8 @@ def main() -> None:
             "pool per model": lambda: scores(pool_per_model(
                 files, multi, opts, max(1, threads // 2))),
             "separate runs": separate}
+    if a.only:
+        runs = {k: v for k, v in runs.items() if k in a.only.split(";")}
     rates: dict[str, list[float]] = {k: [] for k in runs}
     first: dict = {}
     for rnd in range(a.rounds):
@@ -179,10 +183,11 @@ def main() -> None:
                   f"(load {os.getloadavg()[0]:.2f})", flush=True)
     print(f"\n{a.images} JPEGs {a.size}, 2 models, {os.cpu_count()} CPUs, torch {threads} "
           f"threads, median of {a.rounds} rounds")
-    base = statistics.median(rates["separate runs"])
+    base_name = "separate runs" if "separate runs" in rates else next(iter(rates))
+    base = statistics.median(rates[base_name])
     for name, r in rates.items():
         m = statistics.median(r)
-        print(f"{name:22s} {m:6.2f} images/s  {m / base:5.2f} x separate runs")
+        print(f"{name:22s} {m:6.2f} images/s  {m / base:5.2f} x {base_name}")
     ray.shutdown()
 
 

@@ -5,9 +5,11 @@
 one pool of actors that each hold **every** model: an actor rebuilds the
 :class:`~musiq.multi_scorer.MultiScorer` and scores each Ray batch with it, so the pixels
 are tokenised once per preprocessing (multi-scale models share their tokens) and every model
-runs exactly the packed passes it would run alone. That design measured faster than one actor
-pool per model fed the same pixels (benchmarks/bench_ray_multi.py, docs/distributed.md). Rows
-are in :func:`musiq.results.multi_table.multi_arrow_schema`'s columns.
+runs exactly the packed passes it would run alone. One actor pool per model fed the same
+pixels measured no faster (within noise; it starts faster, runs slower once started:
+benchmarks/bench_ray_multi.py, docs/distributed.md) and makes tokens once per model, needs a
+pool (and a GPU share) per model and runs at its slowest pool's rate. Rows are in
+:func:`musiq.results.multi_table.multi_arrow_schema`'s columns.
 """
 from __future__ import annotations
 
