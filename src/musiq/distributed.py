@@ -34,6 +34,7 @@ from .engine.plan import make_plan
 from .failures import describe_failure
 from .tokens.preprocessor import Preprocessor
 from .decoding.reading import bytes_value, path_value, read_source
+from .multi_scorer import MultiScorer
 from .scorer import Scorer, ScorerOptions, load
 from .results.tables import arrow_schema, predictions_table
 
@@ -143,7 +144,7 @@ def _pool(concurrency: int | tuple[int, int]) -> Any:
     return ActorPoolStrategy(size=concurrency)
 
 
-def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
+def score_dataset(source: Any, model: Any = "koniq", *,
                   concurrency: int | tuple[int, int] = 1, num_gpus: float = 0,
                   num_cpus: float = 1, batch_size: int = 32, model_batch_size: int = 8,
                   decode_batch_size: int = 16, decode_num_cpus: float = 1,
@@ -168,8 +169,14 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
     leave out (resume); ``options``: :class:`ScorerOptions` for the actors (default: device
     ``auto``: CUDA when the actor has a GPU).
 
+    Several models (a list of names/paths, ``"koniq,ava"``, ``"all"`` or a loaded
+    :class:`~musiq.multi_scorer.MultiScorer`): each image is decoded once and every actor
+    holds every model (:mod:`musiq.distributed_multi`); the models share ``options``.
+
     Returns a lazy ``ray.data.Dataset`` in :func:`musiq.results.tables.arrow_schema`'s columns
-    (``path``, ``score``, ``error``, ``logits``, ``distribution``/``std`` or ``top5``).
+    (``path``, ``score``, ``error``, ``logits``, ``distribution``/``std`` or ``top5``), or
+    for several models :func:`musiq.results.multi_table.multi_arrow_schema`'s (a score column
+    per model named after it, ``NAME_std`` ..., ``NAME_error``, ``error``, ``NAME_logits``).
     Scores equal :meth:`Scorer.predict_many`'s. Ray is started locally if not running.
     """
     ray = _ray()
@@ -179,30 +186,38 @@ def score_dataset(source: Any, model: str | os.PathLike | Scorer = "koniq", *,
             raise MusiqError(f"{name} must be positive, not {v}")
     if options is None:
         options = ScorerOptions(device="auto")
-    if isinstance(model, Scorer):
-        scorer = model
-    else:
-        scorer = load(model, checkpoint_dir=checkpoint_dir, offline=offline, device="cpu")
+    scorer = model if isinstance(model, (Scorer, MultiScorer)) else load(
+        model, checkpoint_dir=checkpoint_dir, offline=offline, device="cpu")
+    actor, payload, schema = _stage(scorer, options)
     # The decode tasks run the plan's worker preprocessing (host, never a GPU context).
-    preprocessor = make_plan(options, scorer.variant).worker_preprocessor()
-    kind = scorer.kind
+    lead = scorer.lead if isinstance(scorer, MultiScorer) else scorer
+    preprocessor = make_plan(options, lead.variant).worker_preprocessor()
     if not ray.is_initialized():
         ray.init(include_dashboard=False, logging_level="WARNING")
-    payload = ray.put(ModelPayload.of(scorer, options))
+    payload = ray.put(payload)
     _warn_if_cpus_taken(ray, concurrency, num_cpus, num_gpus)
     raw = _inputs(source, {os.path.normpath(p) for p in skip_paths}, recursive,
                   parquet_columns)
     if raw is None:
-        return ray.data.from_arrow(arrow_schema(kind).empty_table())
+        return ray.data.from_arrow(schema.empty_table())
     pixels = raw.map_batches(_decode_batch, fn_kwargs={
         "preprocessor": preprocessor, "max_bytes": max_file_bytes(options.max_pixels)},
         batch_size=decode_batch_size, batch_format="pyarrow", num_cpus=decode_num_cpus)
     return pixels.map_batches(
-        _ModelActor, fn_constructor_kwargs={
+        actor, fn_constructor_kwargs={
             "payload": payload, "batch_size": model_batch_size,
             "threads": threads or max(1, int(round(num_cpus)))},
         batch_size=batch_size, batch_format="pyarrow", compute=_pool(concurrency),
         num_gpus=num_gpus, num_cpus=num_cpus)
+
+
+def _stage(scorer: Scorer | MultiScorer, options: ScorerOptions) -> tuple[type, Any, Any]:
+    """The model actors' class, their payload and the result schema: one model's, or every
+    model's in each actor (:mod:`musiq.distributed_multi`)."""
+    if isinstance(scorer, MultiScorer):
+        from .distributed_multi import multi_stage
+        return multi_stage(scorer, options)
+    return _ModelActor, ModelPayload.of(scorer, options), arrow_schema(scorer.kind)
 
 
 def _warn_if_cpus_taken(ray: Any, concurrency: int | tuple[int, int], num_cpus: float,

@@ -16,6 +16,8 @@ import tempfile
 from typing import Iterator
 
 from ..errors import MusiqError
+from ..multi_scorer import MultiScorer
+from ..results.rows import MultiPrediction
 from ..scorer import Prediction, Scorer
 
 #: The seam for several models (``musiq score --model a,b --engine ray``): set True once
@@ -25,9 +27,12 @@ from ..scorer import Prediction, Scorer
 SEVERAL_MODELS = False
 
 
-def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
-                    ) -> Iterator[Prediction]:
-    """Predictions of ``files`` scored on Ray (any order; each file exactly once)."""
+def ray_predictions(scorer: Scorer | MultiScorer, files: list[str], args: argparse.Namespace
+                    ) -> Iterator[Prediction] | Iterator[MultiPrediction]:
+    """Predictions of ``files`` scored on Ray (any order; each file exactly once): one
+    :class:`Prediction` per file for a :class:`Scorer`, one :class:`MultiPrediction` (every
+    model's prediction, in the models' order) for a :class:`MultiScorer`, whose models
+    share the first model's options (the command line's)."""
     from .. import distributed
     ray = distributed._ray()
     started = False
@@ -52,16 +57,20 @@ def ray_predictions(scorer: Scorer, files: list[str], args: argparse.Namespace
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        options = scorer.options  # every scoring option the command line set, checked once
+        several = isinstance(scorer, MultiScorer)
+        # Every scoring option the command line set, checked once (the same for every model).
+        options = (scorer.lead if several else scorer).options
         ds = distributed.score_dataset(
             files, scorer, concurrency=args.ray_actors, num_gpus=args.ray_gpus,
             num_cpus=args.ray_actor_cpus, batch_size=4 * args.batch_size,
             model_batch_size=args.batch_size, threads=args.threads, options=options,
             recursive=getattr(args, "recursive", False))
+        from ..results.multi_table import table_multi_predictions
         from ..results.tables import table_predictions
+        rows = table_multi_predictions if several else table_predictions
         try:
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-                yield from table_predictions(batch)
+                yield from rows(batch)
         except MusiqError:
             raise
         except Exception as e:  # Ray's own failures (an actor that died ...): one line

@@ -1,0 +1,102 @@
+"""Several models on the Ray engine: each image is decoded once, every model scores it.
+
+:func:`musiq.distributed.score_dataset` with several models (a list, ``"koniq,ava"``,
+``"all"`` or a :class:`~musiq.multi_scorer.MultiScorer`) runs the same CPU decode tasks and
+one pool of actors that each hold **every** model: an actor rebuilds the
+:class:`~musiq.multi_scorer.MultiScorer` and scores each Ray batch with it, so the pixels
+are tokenised once per preprocessing (multi-scale models share their tokens) and every model
+runs exactly the packed passes it would run alone. One actor pool per model fed the same
+pixels measured no faster (within noise; it starts faster, runs slower once started:
+benchmarks/bench_ray_multi.py, docs/distributed.md) and makes tokens once per model, needs a
+pool (and a GPU share) per model and runs at its slowest pool's rate. Rows are in
+:func:`musiq.results.multi_table.multi_arrow_schema`'s columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from .distributed import ModelPayload
+from .engine.plan import ScorerOptions
+from .multi_scorer import MultiScorer
+from .results.multi_table import multi_arrow_schema, multi_predictions_table
+from .results.rows import MultiPrediction
+
+__all__ = ["MultiPayload", "multi_stage"]
+
+
+@dataclass(frozen=True)
+class MultiPayload:
+    """Every model's :class:`~musiq.distributed.ModelPayload` (``name``: its output name),
+    in output order. Put once in the object store."""
+
+    models: tuple[ModelPayload, ...]
+
+    @classmethod
+    def of(cls, multi: MultiScorer, options: ScorerOptions) -> "MultiPayload":
+        return cls(tuple(replace(ModelPayload.of(s, options), name=name)
+                         for name, s in multi.scorers.items()))
+
+    @property
+    def kinds(self) -> list[tuple[str, str]]:
+        """``(name, kind)`` of every model, for the table's columns."""
+        return [(p.name, p.arch.kind) for p in self.models]
+
+    def with_threads(self, threads: int | None) -> "MultiPayload":
+        """Each model's ``threads`` option set to ``threads`` where none was asked for."""
+        if not threads:
+            return self
+        return MultiPayload(tuple(
+            p if p.options.threads is not None else
+            replace(p, options=replace(p.options, threads=threads)) for p in self.models))
+
+    def scorer(self) -> MultiScorer:
+        return MultiScorer({p.name: p.scorer() for p in self.models})
+
+
+class MultiModelActor:
+    """Every model in one replica: pixels in, one row per image with every model's result
+    (a ``map_batches`` callable class)."""
+
+    def __init__(self, payload: Any, batch_size: int, threads: int | None) -> None:
+        import ray
+        if isinstance(payload, ray.ObjectRef):
+            payload = ray.get(payload)
+        payload = payload.with_threads(threads)
+        self.multi = payload.scorer()
+        self.multi.plan.apply_threads()
+        self.kinds = payload.kinds
+        self.batch_size = batch_size
+
+    def __call__(self, batch: Any) -> Any:
+        rows = batch.to_pylist()
+        out: list = [None] * len(rows)
+        images, where = [], []
+        for i, r in enumerate(rows):
+            if r["error"] is not None:
+                out[i] = MultiPrediction.failed(r["path"], self.multi.names, r["error"])
+            else:
+                images.append(np.frombuffer(r["pixels"], np.uint8)
+                              .reshape(r["height"], r["width"], 3))
+                where.append(i)
+        # As the one-model actor: the whole Ray batch is one window, sorted by length.
+        for i, p in zip(where, self.multi.predict_many(
+                images, batch_size=self.batch_size, window=max(len(images), 1))):
+            out[i] = _named(p, rows[i]["path"])
+        return multi_predictions_table(out, self.kinds)
+
+
+def _named(row: MultiPrediction, source: str) -> MultiPrediction:
+    """``row`` with its input's path as every prediction's source."""
+    for p in row.models.values():
+        p.source = source
+    row.source = source
+    return row
+
+
+def multi_stage(multi: MultiScorer, options: ScorerOptions) -> tuple[type, Any, Any]:
+    """The actor class, its payload and the (empty) result schema for several models."""
+    payload = MultiPayload.of(multi, options)
+    return MultiModelActor, payload, multi_arrow_schema(payload.kinds)
