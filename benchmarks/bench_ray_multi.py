@@ -65,9 +65,9 @@ class OneModelActor:
         self.name, self.last, self.names = name, last, schema_names
 
     def __call__(self, batch):
-        import pyarrow as pa
-        from musiq.results.multi_table import _model_cells
-        from musiq.results.rows import Prediction
+        from musiq.results.rows import MultiPrediction, Prediction
+        from musiq.results.several import ModelSet
+        from musiq.results.several_arrow import several_table
         rows = batch.to_pylist()
         preds: list = [None] * len(rows)
         images, where = [], []
@@ -81,10 +81,12 @@ class OneModelActor:
         for i, p in zip(where, self.scorer.predict_many(images, batch_size=8,
                                                         window=max(len(images), 1))):
             preds[i] = p
-        cells = [_model_cells(self.name, self.scorer.kind, p) for p in preds]
+        own = several_table([MultiPrediction(p.source, {self.name: p}) for p in preds],
+                            ModelSet((self.name,), (self.scorer.kind,)))
         table = batch
-        for col in cells[0] if cells else []:
-            table = table.append_column(col, pa.array([c[col] for c in cells]))
+        for col in own.column_names:
+            if col not in ("path", "error"):
+                table = table.append_column(col, own.column(col))
         return table.select(self.names) if self.last else table
 
 
@@ -96,9 +98,10 @@ def pool_per_model(files, multi, options, threads):
     from musiq.distributed import ModelPayload, _decode_batch
     from musiq.distributed_inputs import inputs
     from musiq.engine.plan import make_plan
-    from musiq.results.multi_table import multi_arrow_schema
+    from musiq.results.several import ModelSet
+    from musiq.results.several_arrow import several_arrow_schema
     names = multi.names
-    schema = multi_arrow_schema([(n, s.kind) for n, s in multi.scorers.items()])
+    schema = several_arrow_schema(ModelSet.of({n: s.kind for n, s in multi.scorers.items()}))
     pp = make_plan(options, multi.lead.variant).worker_preprocessor()
     ds = inputs(files, set(), False, ("bytes", "path")).map_batches(
         _decode_batch, fn_kwargs={"preprocessor": pp,

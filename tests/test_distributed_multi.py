@@ -20,8 +20,8 @@ ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
 
 import musiq  # noqa: E402
-from musiq.results.multi_table import (multi_arrow_schema, multi_predictions_table,  # noqa: E402
-                                       table_multi_predictions)
+from musiq.results.several import ModelSet  # noqa: E402
+from musiq.results.several_arrow import several_arrow_schema, several_table, table_rows  # noqa: E402,E501
 from musiq.results.rows import MultiPrediction, Prediction  # noqa: E402
 
 IMAGES = ["chelsea_20x30_q90.jpg", "coffee_30x20_q90.jpg", "coffee_1000x2_q90.jpg",
@@ -83,13 +83,13 @@ def test_every_models_score_equals_its_single_model_run(local_ray, ckpts, inputs
         device="cpu"), batch_size=8, model_batch_size=4, decode_batch_size=2)
     t = pa.concat_tables(ray.get(ds.to_arrow_refs()))
     names = [c.stem for c in ckpts]
-    assert t.schema == multi_arrow_schema([(names[0], "mos"), (names[1], "distribution"),
-                                           (names[2], "mos")])
+    assert t.schema == several_arrow_schema(ModelSet(tuple(names),
+                                                     ("mos", "distribution", "mos")))
     # The columns the issue fixes: path, a score column per model, prefixed extras, error.
     assert t.schema.names[:4] == ["path", *names]
-    assert {"ckpt_10class_std", "ckpt_10class_p1", "ckpt_10class_p10", "error",
+    assert {"ckpt_10class_std", "ckpt_10class_distribution", "error",
             "ckpt_1class_logits"} <= set(t.schema.names)
-    rows = table_multi_predictions(t)
+    rows = table_rows(t)
     assert all(list(r.models) == names for r in rows)  # the models' order
     check_against_single_runs(rows, ckpts, inputs)
     bad = {Path(r.source).name: r for r in rows if not r.ok}
@@ -118,8 +118,8 @@ def test_no_inputs_give_an_empty_table_in_the_same_columns(local_ray, ckpts):
     panel = musiq.load([str(c) for c in ckpts[:2]], device="cpu")
     ds = score_dataset([], panel)
     assert ds.count() == 0
-    assert ds.schema().names == multi_arrow_schema([(c.stem, k) for c, k in
-                                                    zip(ckpts, ("mos", "distribution"))]).names
+    assert ds.schema().names == several_arrow_schema(ModelSet(
+        tuple(c.stem for c in ckpts[:2]), ("mos", "distribution"))).names
 
 
 def test_one_models_failure_keeps_the_others_scores_through_the_table():
@@ -130,11 +130,10 @@ def test_one_models_failure_keeps_the_others_scores_through_the_table():
     rows = [MultiPrediction("a.jpg", {"m": Prediction("a.jpg", error="non-finite logits"),
                                       "ava": ok}),
             MultiPrediction.failed("b.jpg", ["m", "ava"], "cannot decode")]
-    models = [("m", "mos"), ("ava", "distribution")]
-    t = multi_predictions_table(rows, models)
+    t = several_table(rows, ModelSet(("m", "ava"), ("mos", "distribution")))
     assert t.column("m").to_pylist() == [None, None]
-    assert t.column("ava_p10").to_pylist()[0] == ok.distribution[9]
-    back = table_multi_predictions(t)
+    assert t.column("ava_distribution").to_pylist()[0] == ok.distribution
+    back = table_rows(t)
     assert back[0].error is None and back[0].models["m"].error == "non-finite logits"
     assert back[0].models["ava"] == ok
     assert back[1].error == "cannot decode" and back[1].failure == "cannot decode"
@@ -144,4 +143,4 @@ def test_one_models_failure_keeps_the_others_scores_through_the_table():
 def test_a_model_name_that_clashes_with_another_models_column_is_refused():
     from musiq.errors import MusiqError
     with pytest.raises(MusiqError, match="ava_std"):
-        multi_arrow_schema([("ava", "distribution"), ("ava_std", "mos")])
+        ModelSet(("ava", "ava_std"), ("distribution", "mos"))

@@ -265,14 +265,6 @@ def test_clashing_names_are_refused_before_any_work(spec, says, tmp_path, images
     assert not out.exists()  # nothing was opened, no checkpoint read
 
 
-def test_ray_engine_with_several_models_is_a_clear_error(images, tmp_path):
-    from musiq.cli import ray_engine
-    if ray_engine.SEVERAL_MODELS:
-        pytest.skip("the Ray engine takes several models")
-    rc, _, err = cli("score", images[1], "--model", "koniq,ava", "--engine", "ray")
-    assert rc == 2 and "--engine ray" in err and len(err.strip().splitlines()) == 1
-
-
 def test_codec_round_trip_guarded_and_non_utf8_names(tmp_path):
     """Rows written by every several-model writer read back exactly: formula-guarded
     names and errors, a name that is not UTF-8, a model's own failure, a file's failure."""

@@ -175,7 +175,7 @@ def score_dataset(source: Any, model: Any = "koniq", *,
 
     Returns a lazy ``ray.data.Dataset`` in :func:`musiq.results.tables.arrow_schema`'s columns
     (``path``, ``score``, ``error``, ``logits``, ``distribution``/``std`` or ``top5``), or
-    for several models :func:`musiq.results.multi_table.multi_arrow_schema`'s (a score column
+    for several models :func:`musiq.results.several_arrow.several_arrow_schema`'s (a score column
     per model named after it, ``NAME_std`` ..., ``NAME_error``, ``error``, ``NAME_logits``).
     Scores equal :meth:`Scorer.predict_many`'s. Ray is started locally if not running.
     """

@@ -9,7 +9,7 @@ runs exactly the packed passes it would run alone. One actor pool per model fed 
 pixels measured no faster (within noise; it starts faster, runs slower once started:
 benchmarks/bench_ray_multi.py, docs/distributed.md) and makes tokens once per model, needs a
 pool (and a GPU share) per model and runs at its slowest pool's rate. Rows are in
-:func:`musiq.results.multi_table.multi_arrow_schema`'s columns.
+:func:`musiq.results.several_arrow.several_arrow_schema`'s columns.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import numpy as np
 from .distributed import ModelPayload
 from .engine.plan import ScorerOptions
 from .multi_scorer import MultiScorer
-from .results.multi_table import multi_arrow_schema, multi_predictions_table
+from .results.several import ModelSet
+from .results.several_arrow import several_arrow_schema, several_table
 from .results.rows import MultiPrediction
 
 __all__ = ["MultiPayload", "multi_stage"]
@@ -85,7 +86,7 @@ class MultiModelActor:
         for i, p in zip(where, self.multi.predict_many(
                 images, batch_size=self.batch_size, window=max(len(images), 1))):
             out[i] = _named(p, rows[i]["path"])
-        return multi_predictions_table(out, self.kinds)
+        return several_table(out, _model_set(self.kinds))
 
 
 def _named(row: MultiPrediction, source: str) -> MultiPrediction:
@@ -99,4 +100,9 @@ def _named(row: MultiPrediction, source: str) -> MultiPrediction:
 def multi_stage(multi: MultiScorer, options: ScorerOptions) -> tuple[type, Any, Any]:
     """The actor class, its payload and the (empty) result schema for several models."""
     payload = MultiPayload.of(multi, options)
-    return MultiModelActor, payload, multi_arrow_schema(payload.kinds)
+    return MultiModelActor, payload, several_arrow_schema(_model_set(payload.kinds))
+
+
+def _model_set(kinds) -> ModelSet:
+    """The output columns' models from ``(name, kind)`` pairs."""
+    return ModelSet(tuple(n for n, _ in kinds), tuple(k for _, k in kinds))

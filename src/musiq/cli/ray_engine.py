@@ -20,13 +20,6 @@ from ..multi_scorer import MultiScorer
 from ..results.rows import MultiPrediction
 from ..scorer import Prediction, Scorer
 
-#: The seam for several models (``musiq score --model a,b --engine ray``): set True once
-#: :func:`ray_predictions` takes a :class:`~musiq.multi_scorer.MultiScorer` and yields its
-#: :class:`~musiq.results.rows.MultiPrediction` rows; until then the CLI refuses the
-#: combination before any work.
-SEVERAL_MODELS = False
-
-
 def ray_predictions(scorer: Scorer | MultiScorer, files: list[str], args: argparse.Namespace
                     ) -> Iterator[Prediction] | Iterator[MultiPrediction]:
     """Predictions of ``files`` scored on Ray (any order; each file exactly once): one
@@ -65,9 +58,7 @@ def ray_predictions(scorer: Scorer | MultiScorer, files: list[str], args: argpar
             num_cpus=args.ray_actor_cpus, batch_size=4 * args.batch_size,
             model_batch_size=args.batch_size, threads=args.threads, options=options,
             recursive=getattr(args, "recursive", False))
-        from ..results.multi_table import table_multi_predictions
-        from ..results.tables import table_predictions
-        rows = table_multi_predictions if several else table_predictions
+        from ..results.several_arrow import table_rows as rows
         try:
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 yield from rows(batch)

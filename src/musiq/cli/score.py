@@ -35,7 +35,6 @@ from .inputs import IMAGE_SUFFIXES, collect, read_list, resolved  # noqa: F401  
 from .output import (make_several_writer, make_writer, model_set, open_output,
                      prepare_output, stop_on_sigterm)
 from .progress import track
-from . import ray_engine
 from .ray_engine import add_ray_options, ray_predictions
 from .video_options import add_video_options, sampling_from_args
 
@@ -114,9 +113,6 @@ def _models(args: argparse.Namespace) -> None:
     args.model = specs[0]
     if args.models is None:
         return
-    if args.engine == "ray" and not getattr(ray_engine, "SEVERAL_MODELS", False):
-        raise MusiqError("--engine ray scores one model at a time for now: give one --model, "
-                         "or score several models with the local engine (the default)")
     if getattr(args, "per_frame", False):
         raise MusiqError("--per-frame scores one model at a time: give one --model (with "
                          "several, each video's frames are in the JSON rows' frame_scores)")
