@@ -209,3 +209,43 @@ def test_the_document_describes_several_models(server, client, names):
     assert "models" in answer
     entry = spec["components"]["schemas"]["ScoreEntry"]["properties"]
     assert "models" in entry
+
+
+def test_one_decode_per_upload(ckpt_1class, ckpt_10class, ckpt_1class_single):
+    """In process: three models, two preprocessings, one decode call asking for both."""
+    import asyncio
+
+    import musiq
+    from musiq.serve.app import Service
+    from musiq.serve.decoding import decode_shared
+    from musiq.serve.uploads import Upload
+    from musiq.serve.work import Served, score_several
+
+    scorers = [musiq.load(c, device="cpu") for c in (ckpt_1class, ckpt_10class,
+                                                       ckpt_1class_single)]
+    options = tuple(dict.fromkeys(Service.options(s) for s in scorers))
+    assert len(options) == 2
+
+    class Pool:
+        calls: list = []
+
+        async def decode(self, data: bytes, which):
+            self.calls.append(which)
+            return decode_shared(data, options, which)
+
+    class Batcher:
+        def __init__(self, scorer) -> None:
+            self.scorer = scorer
+
+        async def submit(self, tokens):
+            return self.scorer.logits([tokens])[0]
+
+    pool = Pool()
+    served = {s.name: Served(s, Batcher(s), pool, options.index(Service.options(s)))
+              for s in scorers}
+    data = (IMAGES / GOOD[0]).read_bytes()
+    row = asyncio.run(score_several(Upload(GOOD[0], data), served, asyncio.Semaphore(1)))
+    assert pool.calls == [(0, 1)]
+    assert row.ok and list(row.models) == list(served)
+    for s in scorers:
+        assert abs(row.models[s.name].score - s.predict(IMAGES / GOOD[0]).score) <= SAME
