@@ -107,6 +107,21 @@ def test_v1_scores_equal_the_library(url, ckpt, request):
         assert close(entry["score"], library_score(scorer, name)), name
 
 
+def test_v1_several_models_in_one_request(url, models, scorer_1class, scorer_10class):
+    """``model=all`` on a replica: every model's score, as the library's, from one decode."""
+    files = [("file", (n, (IMAGES / n).read_bytes())) for n in SMALL[:2]]
+    r = httpx.post(url + "/v1/score", files=files, params={"model": "all"}, headers=AUTH,
+                   timeout=120)
+    assert r.status_code == 200, r.text
+    names = [m.name for m in models]
+    assert list(r.json()["models"]) == names
+    for entry, name in zip(r.json()["results"], SMALL):
+        assert entry["filename"] == name and entry["error"] is None
+        assert list(entry["models"]) == names
+        for m, scorer in zip(names, (scorer_1class, scorer_10class)):
+            assert close(entry["models"][m]["score"], library_score(scorer, name)), (m, name)
+
+
 def test_page_health_metrics_key_and_refusals(url, models):
     page = httpx.get(url + "/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]

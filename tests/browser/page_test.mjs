@@ -51,7 +51,10 @@ try {
     chosen.length + 1);
   await page.waitForFunction(() => Array.from(document.images).every((i) => i.complete));
 
-  const shown = await page.evaluate(() => ({
+  // What the page shows: range, status and the cards in order (with several models, each
+  // card's score of every model).
+  const read = () => page.evaluate(() => ({
+    label: document.querySelector("#model-label").textContent,
     range: document.querySelector("#range").textContent,
     dataRange: document.querySelector("#range").dataset.range,
     status: document.querySelector("#status").textContent,
@@ -61,19 +64,22 @@ try {
       text: li.querySelector(".score").textContent,
       failed: li.classList.contains("failed"),
       thumbnail: (li.querySelector("img") || { naturalWidth: 0 }).naturalWidth > 0,
+      models: Object.fromEntries(Array.from(li.querySelectorAll(".model-score")).map((e) =>
+        [e.dataset.model, e.dataset.score === undefined ? null : Number(e.dataset.score)])),
     })),
   }));
+  const shown = await read();
   await page.screenshot({ path: screenshot, fullPage: true });
 
-  // Choosing another model shows that model's (empty) list; coming back shows these again.
-  const count = () => page.evaluate(() => document.querySelectorAll("#results li").length);
+  // Several models: choosing another ranks the same images by its scores; coming back
+  // ranks them as before.
   const options = await page.evaluate(() => Array.from(document.querySelector("#model").options).map((o) => o.value));
-  const switched = { options };
+  const switched = { options, disabled: await page.isDisabled("#model") };
   if (options.length > 1) {
     await page.selectOption("#model", options[1]);
-    switched.other = await count();
+    switched.other = await read();
     await page.selectOption("#model", options[0]);
-    switched.back = await count();
+    switched.back = await read();
   }
   console.log(JSON.stringify({ ...shown, switched, problems }));
 } finally {

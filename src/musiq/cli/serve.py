@@ -61,7 +61,8 @@ def _limit_options(g, d: ServeConfig) -> None:
     g.add_argument("--timeout", type=float, default=d.timeout_s, metavar="S",
                    help=f"deadline of one request in seconds, else 504 (default {d.timeout_s:g})")
     g.add_argument("--decode-workers", type=int, default=d.decode_workers, metavar="N",
-                   help="worker processes decoding and tokenising images, per preprocessing "
+                   help="worker processes decoding and tokenising images, shared by the "
+                        "models; each makes every model's tokens from one decode "
                         f"(default {d.decode_workers})")
     g.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="S",
                    help="seconds a client has to send its request body, else 408; the queue "

@@ -23,15 +23,15 @@ from .auth import KeyGuard, check_api_key
 from .batcher import Batcher
 from .config import ServeConfig
 from .decoding import DecodePool
-from .limits import REFUSAL_KEY, Admission, BodyBudget, QueueFull, check_declared_length, \
-    refused
+from .limits import REFUSAL_KEY, Admission, BodyBudget, check_declared_length
 from .prometheus import Registry
 from .schema import SCORE_BODY, SCORE_ERRORS, ErrorAnswer, HealthAnswer, ScoreAnswer, \
     ScoreEntry  # noqa: F401  (ScoreEntry: public name)
 from .page import Page
-from .work import Outcome, score_upload
+from .scoring import MODEL_QUERY, admit_and_score, models_asked
+from .work import Served
 from .origin import OriginGuard, default_hosts
-from .uploads import Upload, is_multipart, read_multipart, read_raw
+from .uploads import is_multipart
 from . import v2
 
 ROUTES = {"/", "/v1/score", "/v1/models", "/healthz", "/metrics", "/docs", "/openapi.json"}
@@ -73,14 +73,10 @@ class Service:
         self.token_slots = asyncio.Semaphore(2 * config.max_batch_size)
         self.metrics.queue_depth.read_from(lambda: self.admission.depth)
         self.metrics.inflight.read_from(lambda: self.inflight)
-        # One pool of decode processes per preprocessing (multi- and single-scale differ).
-        self.decode_pools: dict[Preprocessor, DecodePool] = {}
-        for s in scorers:
-            opts = self.options(s)
-            if opts not in self.decode_pools:
-                self.decode_pools[opts] = DecodePool(
-                    config.decode_workers, opts, timeout_s=config.decode_timeout_s,
-                    max_tokens=config.max_tokens)
+        # One pool of decode processes per decoding setting (pixel limit, EXIF): its
+        # workers make the tokens of every preprocessing of the models that share it
+        # (multi- and single-scale differ), so several models decode an upload once.
+        self.decode_pools, self._decoders = _decode_pools(scorers, config)
         # One model thread for all models: forward passes never compete for the cores.
         self.model_pool = ThreadPoolExecutor(1, thread_name_prefix="musiq-model")
         self.batchers = {name: Batcher(s, self.model_pool, self.metrics,
@@ -103,6 +99,11 @@ class Service:
             if why:
                 return f"model '{name}': {why}"
         return None
+
+    def served(self, name: str) -> Served:
+        """Model ``name`` as a request uses it: scorer, batcher, decode pool and index."""
+        pool, index = self._decoders[name]
+        return Served(self.scorers[name], self.batchers[name], pool, index)
 
     def pick(self, name: str | None) -> Scorer:
         if name is None:
@@ -130,6 +131,26 @@ class Service:
         for p in self.decode_pools.values():
             p.stop()
         self.model_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_pools(scorers: list[Scorer], config: ServeConfig) -> tuple[
+        dict[tuple, DecodePool], dict[str, tuple[DecodePool, int]]]:
+    """The decode pools by decoding setting, and each model's pool and preprocessing index."""
+    groups: dict[tuple, list[Preprocessor]] = {}
+    for s in scorers:
+        opts = Service.options(s)
+        group = groups.setdefault((opts.max_pixels, opts.exif_transpose), [])
+        if opts not in group:
+            group.append(opts)
+    pools = {key: DecodePool(config.decode_workers, tuple(group),
+                             timeout_s=config.decode_timeout_s, max_tokens=config.max_tokens)
+             for key, group in groups.items()}
+    decoders = {}
+    for s in scorers:
+        opts = Service.options(s)
+        key = (opts.max_pixels, opts.exif_transpose)
+        decoders[s.name] = (pools[key], groups[key].index(opts))
+    return pools, decoders
 
 
 class MetricsMiddleware:
@@ -253,21 +274,21 @@ def _score_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/score", summary="Score one or more images", response_model=ScoreAnswer,
               responses=SCORE_ERRORS, openapi_extra=SCORE_BODY)
     async def score(request: Request,
-                    model: Optional[str] = Query(None, description="model name (default: the "
-                                                 "first one served)"),
+                    model: Optional[str] = Query(None, description=MODEL_QUERY),
                     filename: Optional[str] = Query(None, description="name to report for a "
                                                     "raw-body image")) -> JSONResponse:
         """Multipart fields named `file` (one or more; answers 200 with an error per bad file),
-        or the image as the raw body (a bad image answers 415/422 with `detail`)."""
+        or the image as the raw body (a bad image answers 415/422 with `detail`). With
+        several models (`model=a,b` or `model=all`), each result has a `models` object with
+        every model's result, from one decode of the file."""
         check_api_key(request, config.api_key)
-        scorer = service.pick(model)
+        names, several = models_asked(service, model)
         check_declared_length(request, config.max_upload_bytes)
-        batcher = service.batchers[scorer.name]
         multipart = is_multipart(request)
         hold = service.body_budget.hold()
         try:
-            return await _admit_and_score(service, request, scorer, batcher, multipart,
-                                          filename, hold)
+            return await admit_and_score(service, request, names, several, multipart,
+                                         filename, hold)
         finally:
             hold.release()
 
@@ -286,57 +307,3 @@ def _page_routes(app: FastAPI, page: Page) -> None:
     @app.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
         return page.response(name)
-
-
-async def _admit_and_score(service: Service, request: Request, scorer: Scorer,
-                           batcher: Batcher, multipart: bool, filename: str | None,
-                           hold) -> JSONResponse:
-    """Read the body under its deadline, take queue slots, score; the answer."""
-    config = service.config
-    # The whole body first, under its own deadline, and only then a queue slot: a client
-    # that stops sending holds a connection for body_timeout_s, never the queue.
-    try:
-        uploads = await asyncio.wait_for(_read(config, request, multipart, filename, hold),
-                                         config.body_timeout_s)
-    except asyncio.TimeoutError:
-        raise HTTPException(408, f"the request body did not arrive within the limit of "
-                                 f"{config.body_timeout_s:g} s") from None
-    try:
-        service.admission.acquire(len(uploads), batcher.seconds_per_image)
-    except QueueFull as e:
-        raise refused(request, "queue_full", e) from None
-    service.inflight += 1
-    try:
-        return await asyncio.wait_for(_score_all(service, scorer, multipart, uploads),
-                                      config.timeout_s)
-    except asyncio.TimeoutError:
-        raise HTTPException(504, f"request took longer than the limit of "
-                                 f"{config.timeout_s:g} s") from None
-    finally:
-        service.inflight -= 1
-        service.admission.release(len(uploads))
-
-
-async def _read(config: ServeConfig, request: Request, multipart: bool,
-                filename: str | None, hold) -> list[Upload]:
-    if multipart:
-        return await read_multipart(request, config.max_upload_bytes, config.max_files,
-                                    hold)
-    return [await read_raw(request, config.max_upload_bytes, filename, hold)]
-
-
-async def _score_all(service: Service, scorer: Scorer, multipart: bool,
-                     uploads: list[Upload]) -> JSONResponse:
-    batcher = service.batchers[scorer.name]
-    pool = service.decode_pools[service.options(scorer)]
-    outcomes: list[Outcome] = await asyncio.gather(
-        *(score_upload(u, scorer, batcher, pool, service.token_slots) for u in uploads))
-    for o in outcomes:
-        service.metrics.images.inc(outcome="ok" if o.error is None else "error")
-    if not multipart and outcomes[0].error is not None:
-        o = outcomes[0]
-        return JSONResponse({"detail": f"{o.filename}: {o.error}"}, status_code=o.status)
-    desc = service.describe(scorer)
-    return JSONResponse({"model": scorer.name, "kind": scorer.kind,
-                         "score_range": desc["score_range"],
-                         "results": [o.to_json() for o in outcomes]})

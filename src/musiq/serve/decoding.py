@@ -34,11 +34,17 @@ STARTUP_TIMEOUT_S = 120.0
 
 @dataclass
 class Decoded:
-    """What a worker sends back: ``tokens``, or ``error`` with the HTTP status it maps to."""
+    """What a worker sends back: ``tokens``, or ``error`` with the HTTP status it maps to.
+
+    Asked for several preprocessings (several models, one decode), ``variants`` holds one
+    :class:`Decoded` per preprocessing asked (its tokens, or its own error: a token bound),
+    and ``error`` is set only when the image could not be decoded.
+    """
 
     tokens: Tokens | None = None
     error: str | None = None
     status: int = 200
+    variants: list["Decoded"] | None = None
 
 
 class DecodeTimeout(Exception):
@@ -50,9 +56,35 @@ def decode_one(data: bytes, options: Preprocessor) -> Decoded:
     becomes ``error``."""
     try:
         rgb = options.pixels(data)
-        return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
     except Exception as e:  # one odd file must not take the worker down
-        return Decoded(error=describe_failure(e, "decoding this image"), status=_status(e))
+        return _failed(e)
+    return _tokens(rgb, options)
+
+
+def decode_shared(data: bytes, preprocessors: tuple[Preprocessor, ...],
+                  which: int | tuple[int, ...]) -> Decoded:
+    """``which`` an index: that preprocessing, as :func:`decode_one`. A tuple of indices
+    (several models): decode once (the pool's preprocessings share their decoding settings)
+    and make the tokens of each preprocessing named from the same pixels, in ``variants``;
+    ``error`` is then set only when decoding failed."""
+    if isinstance(which, int):
+        return decode_one(data, preprocessors[which])
+    try:
+        rgb = preprocessors[which[0]].pixels(data)
+    except Exception as e:
+        return _failed(e)
+    return Decoded(variants=[_tokens(rgb, preprocessors[i]) for i in which])
+
+
+def _tokens(rgb, options: Preprocessor) -> Decoded:
+    try:
+        return Decoded(tokens=options.tokens_of_pixels(rgb, "<upload>"))
+    except Exception as e:
+        return _failed(e)
+
+
+def _failed(e: Exception) -> Decoded:
+    return Decoded(error=describe_failure(e, "decoding this image"), status=_status(e))
 
 
 def _status(e: Exception) -> int:
@@ -65,7 +97,7 @@ def _status(e: Exception) -> int:
     return 503 if is_out_of_memory(e) else 500
 
 
-def _worker_main(conn, options: Preprocessor) -> None:
+def _worker_main(conn, options: tuple[Preprocessor, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     try:
         import torch  # imported by musiq anyway; one thread: decoding is element-wise NumPy
@@ -73,18 +105,21 @@ def _worker_main(conn, options: Preprocessor) -> None:
     except Exception:  # pragma: no cover
         pass
     import numpy as np
-    options.tokens_of_pixels(np.zeros((32, 32, 3), np.uint8))  # first-call costs, now
+    for pp in options:
+        pp.tokens_of_pixels(np.zeros((32, 32, 3), np.uint8))  # first-call costs, now
     conn.send_bytes(b"ready")  # imports done: the deadline of the first image starts now
     while True:
         try:
+            header = conn.recv_bytes()  # 0 or 1 (variants wanted), then one byte per index
             data = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        conn.send(decode_one(data, options))
+        which = tuple(header[1:]) if header[0] else header[1]
+        conn.send(decode_shared(data, options, which))
 
 
 class _Worker:
-    def __init__(self, ctx, options: Preprocessor) -> None:
+    def __init__(self, ctx, options: tuple[Preprocessor, ...]) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, options),
                                 name="musiq-decode", daemon=True)
@@ -107,14 +142,17 @@ class _Worker:
             self._lock.release()
         return self.ready
 
-    def roundtrip(self, data: bytes, timeout: float) -> Decoded:
-        """Blocking: send the bytes, wait at most ``timeout`` s for the answer."""
+    def roundtrip(self, data: bytes, which: int | tuple[int, ...], timeout: float) -> Decoded:
+        """Blocking: send the preprocessings asked and the bytes, wait at most ``timeout`` s
+        for the answer."""
         with self._lock:  # a fresh process may still be importing: not the image's time
             if not self.ready:
                 if not self.conn.poll(STARTUP_TIMEOUT_S):
                     raise DecodeTimeout
                 self.conn.recv_bytes()
                 self.ready = True
+        several = not isinstance(which, int)
+        self.conn.send_bytes(bytes([several, *(which if several else [which])]))
         self.conn.send_bytes(data)
         if not self.conn.poll(timeout):
             raise DecodeTimeout
@@ -128,12 +166,24 @@ class _Worker:
 
 
 class DecodePool:
-    """``workers`` decode processes; :meth:`decode` awaits one image's :class:`Decoded`."""
+    """``workers`` decode processes; :meth:`decode` awaits one image's :class:`Decoded`.
 
-    def __init__(self, workers: int, options: Preprocessor, *, timeout_s: float,
-                 max_tokens: int | None) -> None:
+    ``options``: one preprocessing, or several that share their decoding settings (pixel
+    limit, EXIF orientation): every worker can make the tokens of each, and a request names
+    the ones it needs by index (several models scoring one upload decode it once).
+    """
+
+    def __init__(self, workers: int, options: Preprocessor | tuple[Preprocessor, ...], *,
+                 timeout_s: float, max_tokens: int | None) -> None:
+        several = (options,) if isinstance(options, Preprocessor) else tuple(options)
+        if not several or len(several) > 255:
+            raise ValueError("a decode pool needs 1 to 255 preprocessings")
+        decoding = {(pp.max_pixels, pp.exif_transpose) for pp in several}
+        if len(decoding) != 1:
+            raise ValueError("preprocessings of one decode pool must share max_pixels and "
+                             "exif_transpose")
         # The server's own token bound, set once in what every worker runs.
-        self.options = replace(options, max_tokens=max_tokens)
+        self.options = tuple(replace(pp, max_tokens=max_tokens) for pp in several)
         self.timeout_s, self.max_tokens = timeout_s, max_tokens
         # spawn: the server holds threads and a loaded model; forking that is unsafe.
         self._ctx = multiprocessing.get_context("spawn")
@@ -157,13 +207,18 @@ class DecodePool:
         """At least one worker has started (or is busy, hence started)."""
         return any(w.check_ready() for w in list(self._all))
 
-    async def decode(self, data: bytes) -> Decoded:
-        """The image's tokens or error; ``Decoded(status=504)`` past the deadline."""
+    async def decode(self, data: bytes, which: int | tuple[int, ...] = 0) -> Decoded:
+        """The image's tokens or error: ``which`` is the preprocessing wanted (its index), or
+        a tuple of them, whose tokens are then the answer's ``variants`` (see
+        :func:`decode_shared`); ``Decoded(status=422)`` past the deadline."""
+        indices = (which,) if isinstance(which, int) else which
+        if not indices or not all(0 <= i < len(self.options) for i in indices):
+            raise ValueError(f"no such preprocessing in this pool: {which}")
         loop = asyncio.get_running_loop()
         worker = await self._idle.get()
         healthy = False
         try:
-            result = await loop.run_in_executor(self._io, worker.roundtrip, data,
+            result = await loop.run_in_executor(self._io, worker.roundtrip, data, which,
                                                 self.timeout_s)
             healthy = True
             return result

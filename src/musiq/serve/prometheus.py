@@ -126,6 +126,10 @@ class Registry:
         self.request_seconds = Histogram("musiq_request_duration_seconds",
                                          "Time from request start to response start", latency)
         self.images = Counter("musiq_images_total", "Images processed, by outcome (ok, error)")
+        self.model_images = Counter(
+            "musiq_model_images_total",
+            "Model results given, by model and outcome (ok, error): an image scored by "
+            "several models in one request counts once per model")
         self.rejected = Counter(
             "musiq_rejected_total",
             "Requests and connections refused, by reason: queue_full, body_memory, "
@@ -142,7 +146,8 @@ class Registry:
         self.inflight = Gauge("musiq_inflight_requests", "Score requests being processed")
 
     def all(self) -> list[_Metric]:
-        return [self.requests, self.request_seconds, self.images, self.rejected, self.batches,
+        return [self.requests, self.request_seconds, self.images, self.model_images,
+                self.rejected, self.batches,
                 self.batch_size, self.model_seconds, self.queue_depth, self.inflight]
 
     def render(self) -> str:

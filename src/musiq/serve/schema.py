@@ -4,22 +4,47 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
-class ScoreEntry(BaseModel):
-    filename: str
+class ModelResult(BaseModel):
+    """One model's result for one file, in a several-model answer."""
+
     score: Optional[float]
-    error: Optional[str]
+    error: Optional[str] = Field(description="this model's failure (the file was decoded)")
     distribution: Optional[list[float]] = None
     std: Optional[float] = None
     top5: Optional[list[dict]] = None
 
 
-class ScoreAnswer(BaseModel):
-    model: str
+class ScoreEntry(BaseModel):
+    filename: str
+    score: Optional[float] = Field(description="the model's score; with several models, the "
+                                               "first model's (null where it failed)")
+    error: Optional[str] = Field(description="why the file was not scored; with several "
+                                             "models, a failure before any model ran (the "
+                                             "file could not be decoded)")
+    distribution: Optional[list[float]] = None
+    std: Optional[float] = None
+    top5: Optional[list[dict]] = None
+    models: Optional[dict[str, ModelResult]] = Field(
+        None, description="several models only: every model's result, in the order asked")
+
+
+class ModelSummary(BaseModel):
+    """What one model of a several-model answer gives."""
+
     kind: str
     score_range: Optional[list[float]]
+
+
+class ScoreAnswer(BaseModel):
+    model: str = Field(description="the model; with several, the first one named")
+    kind: str
+    score_range: Optional[list[float]]
+    models: Optional[dict[str, ModelSummary]] = Field(
+        None, description="several models only (`model=a,b` or `model=all`): each model's "
+                          "kind and score range, in the order asked")
     results: list[ScoreEntry]
 
 
@@ -45,7 +70,8 @@ SCORE_BODY = {"requestBody": {"required": True, "content": {
 
 #: Error answers of /v1/score: status -> the documented reason.
 SCORE_ERRORS = {code: {"model": ErrorAnswer, "description": text} for code, text in {
-    400: "malformed request", 401: "missing or wrong API key", 404: "unknown model",
+    400: "malformed request, or a model named twice or empty in `model`",
+    401: "missing or wrong API key", 404: "unknown model",
     403: "Host or Origin not allowed", 408: "the body did not arrive within the limit",
     413: "body or file count above the limit", 415: "raw body: not an image format",
     422: "raw body: an image that cannot be scored",

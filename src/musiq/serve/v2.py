@@ -133,15 +133,14 @@ def metadata(service: "Service", name: str) -> dict:
 async def admitted(service: "Service", model: str, parsed: InferRequest) -> list[Outcome]:
     """Score the images under the same queue admission and deadline as ``/v1/score``."""
     config = service.config
-    scorer = service.scorers[model]
-    batcher = service.batchers[model]
-    pool = service.decode_pools[service.options(scorer)]
+    s = service.served(model)
     n = len(parsed.uploads)
-    service.admission.acquire(n, batcher.seconds_per_image)
+    service.admission.acquire(n, s.batcher.seconds_per_image)
     service.inflight += 1
     try:
         outcomes = await asyncio.wait_for(asyncio.gather(
-            *(score_upload(u, scorer, batcher, pool, service.token_slots)
+            *(score_upload(u, s.scorer, s.batcher, s.pool, service.token_slots,
+                           index=s.index)
               for u in parsed.uploads)), config.timeout_s)
     except asyncio.TimeoutError:
         raise HTTPException(504, f"request took longer than the limit of "
@@ -150,7 +149,9 @@ async def admitted(service: "Service", model: str, parsed: InferRequest) -> list
         service.inflight -= 1
         service.admission.release(n)
     for o in outcomes:
-        service.metrics.images.inc(outcome="ok" if o.error is None else "error")
+        ok = "ok" if o.error is None else "error"
+        service.metrics.images.inc(outcome=ok)
+        service.metrics.model_images.inc(model=model, outcome=ok)
     return outcomes
 
 

@@ -1,8 +1,11 @@
 // musiq web page: choose or drop images, POST them to /v1/score, show them best first.
+// One model served: its scores. Several: every file is scored by all of them in one request
+// (?model=all), each card shows every model's score, and the list is ranked by the model
+// chosen in the select.
 "use strict";
 
 const state = { models: [], limits: null, key: sessionStorage.getItem("musiq-key") || "",
-                byModel: {} };
+                byModel: {}, rows: [] };
 const $ = (id) => document.getElementById(id);
 
 function headers() {
@@ -18,8 +21,13 @@ function currentModel() {
   return state.models.find((m) => m.name === $("model").value) || state.models[0];
 }
 
-function fmt(x) {
-  const m = currentModel();
+// Several models served: uploads are scored by all of them, and the select ranks.
+function several() {
+  return state.models.length > 1;
+}
+
+function fmt(x, model) {
+  const m = model || currentModel();
   const span = m && m.score_range ? m.score_range[1] - m.score_range[0] : 100;
   return x.toFixed(span <= 1 ? 4 : span <= 10 ? 3 : 2);
 }
@@ -52,6 +60,7 @@ async function loadModels() {
   select.replaceChildren(...body.models.map((m) => new Option(m.name, m.name)));
   select.value = body.default;
   select.disabled = body.models.length < 2;
+  $("model-label").textContent = several() ? "Rank by" : "Model";
   describeRange();
   const l = body.limits;
   $("limits").textContent = `Up to ${l.max_files} files and ` +
@@ -64,19 +73,56 @@ function resultsOf(model) {
   return state.byModel[key];
 }
 
+// What a card shows for the ranking model: the entry itself (one model), or the row's
+// result of that model with the row's file name, thumbnail and every model's result.
+function view(r, m) {
+  if (!r.models) return r;
+  const own = (m && r.models[m.name]) || { score: null, error: r.error || "not scored" };
+  return { ...own, filename: r.filename, url: r.url, decoded: r.error === null, row: r };
+}
+
+function allScores(row) {
+  const box = document.createElement("div");  // not a list: "#results li" is one card
+  box.className = "models";
+  for (const m of state.models) {
+    const res = row.models[m.name];
+    if (!res) continue;
+    const line = document.createElement("div");
+    line.className = m.name === currentModel().name ? "model-score current" : "model-score";
+    line.dataset.model = m.name;
+    const name = document.createElement("span");
+    name.className = "model-name";
+    name.textContent = m.name;
+    name.title = m.name;
+    const value = document.createElement("span");
+    value.className = "model-value";
+    if (res.score === null) {
+      value.textContent = "\u2715";
+      value.title = res.error || "";
+    } else {
+      line.dataset.score = String(res.score);
+      value.textContent = fmt(res.score, m);
+    }
+    line.append(name, value);
+    box.append(line);
+  }
+  return box;
+}
+
 function render() {
   const list = $("results");
-  const shown = resultsOf(currentModel());
-  const ok = shown.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
-  const bad = shown.filter((r) => r.score === null);
   const m = currentModel();
+  const shown = (several() ? state.rows : resultsOf(m)).map((r) => view(r, m));
+  const ok = shown.filter((r) => r.score !== null).sort((a, b) => b.score - a.score);
+  // Failed last; with several models, images another model scored before unreadable files.
+  const bad = shown.filter((r) => r.score === null).sort((a, b) => !!b.decoded - !!a.decoded);
   const range = m && m.score_range;
   const items = [...ok, ...bad].map((r, i) => {
     const li = document.createElement("li");
     li.className = r.score === null ? "result failed" : "result";
     li.dataset.filename = r.filename;
     let img;
-    if (r.score === null) {
+    if (r.score === null && !r.decoded) {
       img = document.createElement("div");
       img.className = "placeholder";
       img.textContent = "\u2715";
@@ -122,6 +168,7 @@ function render() {
       bar.append(fill);
       info.append(bar);
     }
+    if (r.row && r.decoded) info.append(allScores(r.row));  // else: one error for all
     li.append(img, info);
     return li;
   });
@@ -151,7 +198,7 @@ async function scoreFiles(fileList) {
   const files = Array.from(fileList);
   if (!files.length) return;
   const model = currentModel();
-  const query = model ? `?model=${encodeURIComponent(model.name)}` : "";
+  const query = several() ? "?model=all" : model ? `?model=${encodeURIComponent(model.name)}` : "";
   let done = 0;
   for (const group of chunks(files)) {
     setStatus(`scoring ${files.length - done} image(s)…`);
@@ -172,18 +219,35 @@ async function scoreFiles(fileList) {
       if (resp.status === 401) $("key-box").hidden = false;
       return;
     }
-    const results = resultsOf(model);  // the model chosen when the upload started
+    // Several: every model's results; one: the model chosen when the upload started.
+    const results = several() ? state.rows : resultsOf(model);
     body.results.forEach((r, i) => {
       results.push({ ...r, url: URL.createObjectURL(group[i]) });
     });
     done += group.length;
     render();
   }
+  if (several()) { setStatus(rowsStatus()); return; }
   const all = resultsOf(model);
   const failed = all.filter((r) => r.score === null).length;
   setStatus(`${all.length - failed} image(s) scored by ` +
             `${model ? model.name : "the model"}` +
             (failed ? `, ${failed} could not be scored` : ""));
+}
+
+function rowsStatus() {
+  const rows = state.rows;
+  const failed = rows.filter((r) => r.error !== null).length;
+  const partly = rows.filter((r) => r.error === null &&
+    Object.values(r.models).some((res) => res.score === null)).length;
+  return `${rows.length - failed} image(s) scored by ${state.models.length} models, ` +
+    `ranked by ${currentModel().name}` +
+    (failed ? `, ${failed} could not be scored` : "") +
+    (partly ? `, ${partly} not scored by every model` : "");
+}
+
+function shownResults() {
+  return several() ? state.rows : resultsOf(currentModel());
 }
 
 function setup() {
@@ -197,15 +261,14 @@ function setup() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); scoreFiles(e.dataTransfer.files); });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter") $("files").click(); });
   $("model").addEventListener("change", () => {
-    // Scores of different models are not comparable: each model keeps its own list, and
-    // switching back shows it again (nothing is thrown away).
+    // Several models: the same images, every model's scores, ranked by the model chosen.
     describeRange();
     render();
-    setStatus("");
+    setStatus(several() && state.rows.length ? rowsStatus() : "");
   });
   $("clear").addEventListener("click", () => {
-    resultsOf(currentModel()).forEach((r) => URL.revokeObjectURL(r.url));
-    resultsOf(currentModel()).length = 0;
+    shownResults().forEach((r) => URL.revokeObjectURL(r.url));
+    shownResults().length = 0;
     render();
     setStatus("");
   });
