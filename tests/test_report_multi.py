@@ -74,6 +74,37 @@ def test_reads_every_models_scores(several, scorer_1class, scorer_10class):
     assert list(rows[0].models) == ["tech", "aesthetic"]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_reads_csv_and_parquet_from_the_writers(fmt, several, tmp_path):
+    """The report reads several-model CSV and Parquet as the score command writes them."""
+    from musiq.results.columns import ENCODING, ERRORS
+    from musiq.results.parquet import ParquetWriter
+    from musiq.results.several import ModelSet
+    from musiq.results.several_writers import make_several_writer
+    _, rows, files = several
+    models = ModelSet(("tech", "aesthetic"), ("mos", "distribution"))
+    out = tmp_path / f"s.{fmt}"
+    if fmt == "parquet":
+        w = ParquetWriter(str(out), models)
+    else:
+        f = open(out, "w", encoding=ENCODING, errors=ERRORS, newline="")
+        w = make_several_writer(fmt, f, models)
+    for r in rows:
+        w.write(r)
+    w.close()
+    if fmt == "csv":
+        f.close()
+    back = read_scores(out)
+    assert [r.path for r in back] == files
+    for name in models.names:
+        assert [r.models[name].score for r in back] == [r.models[name].score for r in rows]
+    assert back[-1].error and all(m.error for m in back[-1].models.values())
+    page = tmp_path / "r.html"
+    r = cli("report", out, "-o", page)
+    assert r.returncode == 0, r.stderr
+    assert "aesthetic" in page.read_text()
+
+
 @needs_node
 def test_page_cards_selects_and_scatter(several, tmp_path):
     path, rows, _ = several

@@ -7,14 +7,10 @@ gives rows whose ``models`` holds each model's result.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import MusiqError
-from ..results.columns import ENCODING, ERRORS
-from ..results.jsonfmt import prediction_from_dict
 from ..results.read import read_predictions
 from ..results.rows import MultiPrediction, Prediction
 
@@ -42,7 +38,7 @@ def read_scores(path: str | os.PathLike) -> list[ScoreRow]:
     """All rows of a scores file, in file order (raises :class:`MusiqError` naming the file
     and row for anything that is not a result)."""
     out = []
-    for p in _read_rows(path):
+    for p in read_predictions(path):
         if isinstance(p, MultiPrediction):
             out.append(ScoreRow(p.source, None, p.error,
                                 models={n: _one(m) for n, m in p.models.items()}))
@@ -64,38 +60,3 @@ def _curve(frames: list[dict] | None) -> list[list[float]] | None:
         if isinstance(s, (int, float)) and not isinstance(s, bool):
             out.append([float(i) if not isinstance(t, (int, float)) else float(t), float(s)])
     return out or None
-
-
-# --- TEMPORARY ADAPTER (issue 21) -----------------------------------------------------
-# Until the shared reader (results.read.read_predictions) reads several-model files itself,
-# JSON/JSONL rows with a "models" key are read here. At merge: delete from this line down and
-# make _read_rows just ``read_predictions``.
-def _read_rows(path: str | os.PathLike) -> list[Prediction | MultiPrediction]:
-    rows = _several_model_rows(Path(path))
-    return read_predictions(path) if rows is None else rows
-
-
-def _several_model_rows(path: Path) -> list[MultiPrediction] | None:
-    """The rows of a several-model JSON/JSONL file; None when it is not one."""
-    if path.suffix.lower() not in (".json", ".jsonl", ".ndjson") or not path.is_file():
-        return None
-    try:
-        text = path.read_bytes().decode(ENCODING, ERRORS)
-        objs = (json.loads(text) if path.suffix.lower() == ".json"
-                else [json.loads(ln) for ln in text.splitlines() if ln.strip()])
-    except (OSError, ValueError):
-        return None  # the shared reader names what is wrong
-    if not isinstance(objs, list) or not any(isinstance(o, dict) and "models" in o
-                                             for o in objs):
-        return None
-    out = []
-    for n, o in enumerate(objs, 1):
-        where = f"{path} row {n}"
-        models = o.get("models") if isinstance(o, dict) else None
-        if not isinstance(models, dict) or not all(isinstance(v, dict)
-                                                   for v in models.values()):
-            raise MusiqError(f"{where}: not a several-model row (no 'models' object)")
-        preds = {str(k): prediction_from_dict({**v, "path": o.get("path")}, f"{where} {k}")
-                 for k, v in models.items()}
-        out.append(MultiPrediction(o["path"], preds, o.get("error") or None))
-    return out
