@@ -117,22 +117,32 @@ class _ModelActor:
 
     def __call__(self, batch: Any) -> Any:
         from .scorer import Prediction
-        rows = batch.to_pylist()
-        preds: list = [None] * len(rows)
-        images, where = [], []
-        for i, r in enumerate(rows):
-            if r["error"] is not None:
-                preds[i] = Prediction(source=r["path"], error=r["error"])
-            else:
-                images.append(np.frombuffer(r["pixels"], np.uint8)
-                              .reshape(r["height"], r["width"], 3))
-                where.append(i)
-        # The local engine's batching: the whole Ray batch is one window, sorted by length.
-        for i, p in zip(where, self.scorer.predict_many(
-                images, batch_size=self.batch_size, window=max(len(images), 1))):
-            p.source = rows[i]["path"]
-            preds[i] = p
+        preds = score_decoded(batch.to_pylist(), self.scorer, self.batch_size,
+                              lambda path, error: Prediction(source=path, error=error))
         return predictions_table(preds, self.scorer.kind)
+
+
+def score_decoded(rows: list[dict], scorer: Any, batch_size: int, failed) -> list:
+    """The result rows of one decoded Ray batch, in its order: the images scored by
+    ``scorer`` (a Scorer or a MultiScorer) as the local engine batches them (the whole Ray
+    batch is one window, sorted by length); ``failed(path, error)`` is the row of an image
+    that could not be decoded. Every row is named by its input's path."""
+    out: list = [None] * len(rows)
+    images, where = [], []
+    for i, r in enumerate(rows):
+        if r["error"] is not None:
+            out[i] = failed(r["path"], r["error"])
+        else:
+            images.append(np.frombuffer(r["pixels"], np.uint8)
+                          .reshape(r["height"], r["width"], 3))
+            where.append(i)
+    for i, p in zip(where, scorer.predict_many(images, batch_size=batch_size,
+                                               window=max(len(images), 1))):
+        p.source = rows[i]["path"]
+        for one in getattr(p, "models", {}).values():  # several models: each one's too
+            one.source = p.source
+        out[i] = p
+    return out
 
 
 def _pool(concurrency: int | tuple[int, int]) -> Any:

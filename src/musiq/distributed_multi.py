@@ -16,9 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from .distributed import ModelPayload
+from .distributed import ModelPayload, score_decoded
 from .engine.plan import ScorerOptions
 from .multi_scorer import MultiScorer
 from .results.several import ModelSet
@@ -72,29 +70,10 @@ class MultiModelActor:
         self.batch_size = batch_size
 
     def __call__(self, batch: Any) -> Any:
-        rows = batch.to_pylist()
-        out: list = [None] * len(rows)
-        images, where = [], []
-        for i, r in enumerate(rows):
-            if r["error"] is not None:
-                out[i] = MultiPrediction.failed(r["path"], self.multi.names, r["error"])
-            else:
-                images.append(np.frombuffer(r["pixels"], np.uint8)
-                              .reshape(r["height"], r["width"], 3))
-                where.append(i)
-        # As the one-model actor: the whole Ray batch is one window, sorted by length.
-        for i, p in zip(where, self.multi.predict_many(
-                images, batch_size=self.batch_size, window=max(len(images), 1))):
-            out[i] = _named(p, rows[i]["path"])
+        names = self.multi.names
+        out = score_decoded(batch.to_pylist(), self.multi, self.batch_size,
+                            lambda path, error: MultiPrediction.failed(path, names, error))
         return several_table(out, _model_set(self.kinds))
-
-
-def _named(row: MultiPrediction, source: str) -> MultiPrediction:
-    """``row`` with its input's path as every prediction's source."""
-    for p in row.models.values():
-        p.source = source
-    row.source = source
-    return row
 
 
 def multi_stage(multi: MultiScorer, options: ScorerOptions) -> tuple[type, Any, Any]:

@@ -30,7 +30,8 @@ from .columns import (VIDEO_COLUMNS, check_model_names, csv_guard, csv_values, j
 from .rows import MultiPrediction, Prediction
 
 __all__ = ["ModelSet", "model_keys", "several_row_dict", "several_csv_header",
-           "several_csv_values", "several_from_cells", "models_from_csv_header", "row_error"]
+           "several_csv_values", "several_from_cells", "models_from_csv_header", "models_in_columns",
+           "row_error"]
 
 
 @dataclass(frozen=True)
@@ -141,15 +142,24 @@ def models_from_csv_header(header: list[str]) -> ModelSet | None:
     ``NAME_top1_class``: imagenet, else mos)."""
     if not header or header[0] != "path" or "score" in header or header[-1] != "error":
         return None
+    return models_in_columns(header, ("_error",), ("_p1", "_top1_class"), several_csv_header)
+
+
+def models_in_columns(columns: list[str], own: tuple[str, ...], marks: tuple[str, str],
+                      expected) -> ModelSet | None:
+    """The models of several-model ``columns`` (CSV or Arrow): the columns after ``path``
+    that have each of their ``own`` suffixed columns; a model's kind is told by its
+    ``marks`` column (distribution's, then ImageNet's; else mos). None unless
+    ``expected(models)`` gives exactly ``columns``."""
     names = []
-    for col in header[1:]:
-        if f"{col}_error" not in header:
+    for col in columns[1:]:
+        if not all(f"{col}{suffix}" in columns for suffix in own):
             break
         names.append(col)
-    kinds = tuple("distribution" if f"{n}_p1" in header else
-                  "imagenet" if f"{n}_top1_class" in header else "mos" for n in names)
+    kinds = tuple("distribution" if f"{n}{marks[0]}" in columns else
+                  "imagenet" if f"{n}{marks[1]}" in columns else "mos" for n in names)
     try:
         models = ModelSet(tuple(names), kinds) if names else None
     except (MusiqError, ValueError):
         return None
-    return models if models is not None and several_csv_header(models) == header else None
+    return models if models is not None and expected(models) == list(columns) else None

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..errors import MusiqError
 from .arrow import column_types, require_pyarrow, utf8_text
 from .columns import VIDEO_COLUMNS, json_keys
 from .rows import MultiPrediction, Prediction
-from .several import ModelSet, row_error
+from .several import ModelSet, models_in_columns, row_error
 
 __all__ = ["several_arrow_names", "several_arrow_schema", "several_table",
            "several_table_rows", "models_from_arrow_names", "table_rows"]
@@ -91,18 +90,8 @@ def models_from_arrow_names(names: list[str]) -> ModelSet | None:
     (``NAME_distribution``: distribution, ``NAME_top5``: imagenet, else mos)."""
     if not names or names[0] != "path" or "score" in names or "error" not in names:
         return None
-    found = []
-    for col in names[1:]:
-        if f"{col}_error" not in names or f"{col}_logits" not in names:
-            break
-        found.append(col)
-    kinds = tuple("distribution" if f"{n}_distribution" in names else
-                  "imagenet" if f"{n}_top5" in names else "mos" for n in found)
-    try:
-        models = ModelSet(tuple(found), kinds) if found else None
-    except (MusiqError, ValueError):
-        return None
-    return models if models is not None and several_arrow_names(models) == names else None
+    return models_in_columns(list(names), ("_error", "_logits"),
+                             ("_distribution", "_top5"), several_arrow_names)
 
 
 def table_rows(table: Any, where: str = "table") -> list[Prediction] | list[MultiPrediction]:

@@ -6,13 +6,12 @@ one-model writers (:mod:`musiq.results.writers`) do; Parquet is
 """
 from __future__ import annotations
 
-import json
 from typing import IO
 
 from .csvfmt import render_row
 from .rows import MultiPrediction
 from .several import ModelSet, several_csv_header, several_csv_values, several_row_dict
-from .writers import Writer, fmt_float32
+from .writers import JsonArrayWriter, JsonLinesWriter, Writer, fmt_float32
 
 __all__ = ["SeveralCsvWriter", "SeveralJsonLinesWriter", "SeveralJsonArrayWriter",
            "SeveralTableWriter", "SeveralSeedWriter", "make_several_writer"]
@@ -34,34 +33,25 @@ class SeveralCsvWriter(Writer):
         return render_row(several_csv_values(p, self.columns, self.models))
 
 
-class SeveralJsonLinesWriter(Writer):
+class SeveralJsonLinesWriter(JsonLinesWriter):
     """One JSON object a line, every model's every key in every row."""
 
     def __init__(self, out: IO[str], models: ModelSet) -> None:
         super().__init__(out)
         self.models = models
 
-    def render(self, p: MultiPrediction) -> str:  # type: ignore[override]
-        return json.dumps(several_row_dict(p, self.models)) + "\n"
+    def row(self, p: MultiPrediction) -> dict:  # type: ignore[override]
+        return several_row_dict(p, self.models)
 
 
-class SeveralJsonArrayWriter(SeveralJsonLinesWriter):
+class SeveralJsonArrayWriter(JsonArrayWriter):
     """A JSON array streamed element by element (valid JSON once closed)."""
 
     def __init__(self, out: IO[str], models: ModelSet) -> None:
-        super().__init__(out, models)
-        self.count = 0
-        self.out.write("[")
+        self.models = models
+        super().__init__(out)
 
-    def render(self, p: MultiPrediction) -> str:  # type: ignore[override]
-        text = json.dumps(several_row_dict(p, self.models), indent=2).replace("\n", "\n  ")
-        sep = "," if self.count else ""
-        self.count += 1
-        return f"{sep}\n  {text}"
-
-    def close(self) -> None:
-        self.out.write("\n]\n" if self.count else "]\n")
-        self.out.flush()
+    row = SeveralJsonLinesWriter.row
 
 
 class SeveralTableWriter(Writer):

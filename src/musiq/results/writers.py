@@ -59,23 +59,24 @@ class JsonLinesWriter(Writer):
         super().__init__(out)
         self.kind = kind
 
+    def row(self, p: Prediction) -> dict:
+        """The JSON object of one row."""
+        return row_dict(p, self.kind) if self.kind else p.to_dict()
+
     def render(self, p: Prediction) -> str:
-        d = row_dict(p, self.kind) if self.kind else p.to_dict()
-        return json.dumps(d) + "\n"
+        return json.dumps(self.row(p)) + "\n"
 
 
-class JsonArrayWriter(Writer):
+class JsonArrayWriter(JsonLinesWriter):
     """A JSON array streamed element by element (valid JSON once closed)."""
 
     def __init__(self, out: IO[str], kind: str | None = None) -> None:
-        super().__init__(out)
-        self.kind = kind
+        super().__init__(out, kind)
         self.count = 0
         self.out.write("[")
 
     def render(self, p: Prediction) -> str:
-        d = row_dict(p, self.kind) if self.kind else p.to_dict()
-        text = json.dumps(d, indent=2).replace("\n", "\n  ")
+        text = json.dumps(self.row(p), indent=2).replace("\n", "\n  ")
         sep = "," if self.count else ""
         self.count += 1
         return f"{sep}\n  {text}"
