@@ -20,14 +20,14 @@ import sys
 from tqdm import tqdm
 
 from ..errors import MusiqError
-from .common import add_model_options, load_from_args, options_from_args
+from .common import add_model_options, load_from_args, load_several_from_args, model_specs
 from .labels import add_label_options, columns_from_args
 from .video_options import add_video_options, sampling_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="compare a model's scores with labels (SRCC, PLCC ...)",
-                       description=__doc__.split("\n")[0], conflict_handler="resolve")
+                       description=__doc__.split("\n")[0])
     p.add_argument("--labels", "-l", required=True, metavar="FILE.csv",
                    help="label file (default columns: image, mos)")
     p.add_argument("--images", metavar="DIR",
@@ -48,40 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit with code 1 when any labelled image could not be scored")
     add_label_options(p)
     add_video_options(p, per_frame=False)
-    add_model_options(p)
-    _several_models(p)
+    add_model_options(p, listed=True)
     p.set_defaults(func=run)
 
 
-class _Models(argparse.Action):
-    """``--model`` repeated: every value kept in order (the default ``koniq`` only when none
-    is given); each value may hold a comma list or ``all`` (split when loading)."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        given = getattr(namespace, self.dest)
-        setattr(namespace, self.dest, ([] if given is self.default else list(given)) + [values])
-
-
-def _several_models(p: argparse.ArgumentParser) -> None:
-    """Replace the shared one-model ``--model`` by one that takes several models."""
-    group = next((g for g in p._action_groups if g.title == "model"), p)
-    group.add_argument("--model", "-m", action=_Models, default=["koniq"], metavar="NAME|PATH",
-                       help="registry name (koniq, spaq, paq2piq, ava, imagenet, *-single; "
-                            "pyiqa's musiq-* names too) or a .npz path; several: a comma "
-                            "list, repeated, or 'all' (one row per model; default: koniq)")
-    if group is not p:
-        group._group_actions.insert(0, group._group_actions.pop())  # listed first, as before
-
-
 def _load(args: argparse.Namespace):
-    """One :class:`Scorer` for one model (the output as before), else a MultiScorer."""
-    from ..network.registry import split_models
-    specs = split_models(args.model)
+    """One :class:`Scorer` for one model (the output as before), else a MultiScorer (names
+    checked before any checkpoint is read)."""
+    specs = model_specs(args)
     if len(specs) == 1:
         return load_from_args(args, specs[0])
-    from ..multi_scorer import load_several
-    return load_several(specs, checkpoint_dir=args.checkpoint_dir, offline=args.offline,
-                        options=options_from_args(args))
+    return load_several_from_args(args, specs)
 
 
 def run(args: argparse.Namespace) -> int:
