@@ -12,14 +12,15 @@ cd "$root"
 extras="serve,eval,train,onnx,parquet,ray,serve-ray,video"
 [ "${1:-}" = "dev" ] && extras="$extras,dev"
 stamp=".venv/.musiq-installed-$(echo "$extras" | tr -cd 'a-z')"
-if [ ! -x .venv/bin/python ]; then
+# A venv cut short (Ctrl-C during the first setup) has a python but no pip: made again.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   python=${PYTHON:-python3}
   if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     echo "musiq setup: needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo missing)." \
          "Set PYTHON=/path/to/python3.11 (or newer) and run again." >&2
     exit 1
   fi
-  "$python" -m venv .venv
+  "$python" -m venv --clear .venv
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements/constraints.txt -nt "$stamp" ]; then
   echo "musiq setup: installing into $root/.venv (first run: a few minutes)" >&2
