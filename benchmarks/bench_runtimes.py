@@ -13,7 +13,11 @@
    ratio to pyiqa is *derived* from the torch/pyiqa ratio recorded in docs/performance.md.
 3. **Model load**: cold (empty runtime cache: conversion) and warm (cached), in fresh processes.
 4. **Import time** of the CLI module, torch and openvino, in fresh processes.
-5. ``--huge``: peak RSS of the default path on one 6000x4000 JPEG (minutes).
+5. **Where the time goes** (``--profile``): the network's FLOPs on that image, OpenVINO's own
+   per-operation times in fp32 and bf16 split into matrix work (dense layers, convolutions,
+   attention) and the rest, the rate the matrix work reaches, and the fastest end to end those
+   rates allow (matrix work alone plus decode and tokens): the ceiling for any runtime here.
+6. ``--huge``: peak RSS of the default path on one 6000x4000 JPEG (minutes).
 
 Quote medians and same-run ratios: the machines this runs on are shared.
 """
@@ -71,6 +75,63 @@ def side_by_side(ckpt: Path, image: Path, rounds: int) -> None:
         m = statistics.median(times[v])
         diff = float(np.abs(s.logits(tok) - ref).max())
         print(f"| {v[0]} | {s.precision} | {m:.3f} | {base / m:.2f}x | {diff:.1e} |")
+
+
+#: OpenVINO CPU node types that do the network's matrix work (the SDPA subgraphs are
+#: ``Subgraph`` nodes named after ``scaled_dot_product_attention``).
+_MATRIX_NODES = ("FullyConnected", "Convolution")
+
+
+def profile(ckpt: Path, image: Path, rounds: int = 3) -> None:
+    """FLOPs, OpenVINO's per-operation split and the ceiling they imply (see the docstring)."""
+    import collections
+
+    import openvino as ov
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import musiq
+    from musiq.engine.export import pad_tokens
+    from musiq.engine.openvino import convert
+    s = musiq.load(ckpt, device="cpu", backend="torch")
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        tok = [s.tokens(image)]
+    prep = (time.perf_counter() - t0) / rounds
+    model = s.engine.model
+    with FlopCounterMode(display=False) as fc, torch.inference_mode():
+        s.logits(tok)
+    a = model.variant
+    seq = len(tok[0]) + 1  # the CLS token
+    attention = a.layers * 4 * seq * seq * a.hidden  # q.k and weights.v, multiply-adds x 2
+    flops = fc.get_total_flops() + attention
+    print(f"\n### Where the time goes: 1024x768, {len(tok[0])} tokens, load "
+          f"{os.getloadavg()[0]:.1f}\n")
+    print(f"network: {flops / 1e9:.1f} GFLOP (dense layers and convolutions "
+          f"{fc.get_total_flops() / 1e9:.1f}, attention {attention / 1e9:.1f}); decode + "
+          f"tokens {prep * 1000:.0f} ms\n")
+    print("| OpenVINO | total ms | matrix work ms | its GFLOP/s | other ms | ceiling images/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    xml, weights = convert(model)
+    core = ov.Core()
+    ir = core.read_model(model=bytes(xml), weights=ov.Tensor(np.frombuffer(weights, np.uint8)))
+    x = pad_tokens(tok)
+    for hint in ("f32", "bf16"):
+        config = {"INFERENCE_PRECISION_HINT": hint, "PERF_COUNT": True}
+        request = core.compile_model(ir, "CPU", config).create_infer_request()
+        request.infer([x])
+        split: collections.Counter = collections.Counter()
+        for _ in range(rounds):
+            request.infer([x])
+            for op in request.profiling_info:
+                matrix = (op.node_type in _MATRIX_NODES
+                          or "scaled_dot_product_attention" in op.node_name)
+                split["matrix" if matrix else "other"] += op.real_time.total_seconds() / rounds
+        total = split["matrix"] + split["other"]
+        print(f"| {hint} | {total * 1000:.0f} | {split['matrix'] * 1000:.0f} | "
+              f"{flops / split['matrix'] / 1e9:.0f} | {split['other'] * 1000:.0f} | "
+              f"{1 / (split['matrix'] + prep):.2f} |")
+    print("\nceiling: if everything but the matrix work took no time, at the rate measured.")
 
 
 def end_to_end(ckpt: Path, files: list[str], rounds: int, pyiqa: str | None) -> None:
@@ -150,6 +211,8 @@ def main() -> None:
     ap.add_argument("--e2e-rounds", type=int, default=3)
     ap.add_argument("--pyiqa-python", help="python of a venv with pyiqa")
     ap.add_argument("--huge", action="store_true", help="also 6000x4000 peak RSS (minutes)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also FLOPs and OpenVINO's per-operation split (the ceiling)")
     ap.add_argument("--skip", nargs="*", default=[], choices=("model", "e2e", "load"))
     ap.add_argument("--workdir", type=Path,
                     help="reuse this folder's checkpoint, images and runtime cache")
@@ -170,6 +233,8 @@ def main() -> None:
     print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f}", flush=True)
     if "model" not in a.skip:  # also fills the runtime cache for the timed loads below
         side_by_side(ckpt, Path(files[0]), a.rounds)
+    if a.profile:
+        profile(ckpt, Path(files[0]))
     if "e2e" not in a.skip:
         end_to_end(ckpt, files, a.e2e_rounds, a.pyiqa_python)
     if "load" not in a.skip:
