@@ -114,6 +114,26 @@ def test_default_cpu_runtime_is_openvino_and_exact(classes, ckpt_1class, ckpt_10
     _golden_check(s, golden, classes, tmp_path)
 
 
+def test_converted_stem_has_plain_group_norms_and_the_same_numbers(ckpt_1class):
+    """The OpenVINO graph computes the stem's GroupNorms as plain ops (faster there); the
+    model itself keeps its ``nn.GroupNorm``s, and the two stems agree to float32 rounding."""
+    import torch
+    from torch import nn
+
+    import musiq
+    from musiq.engine.export import sample_tokens
+    from musiq.engine.openvino import _features_module
+    model = musiq.create_model(ckpt_1class)
+    converted = _features_module(model).inner.stem
+    assert not any(isinstance(m, nn.GroupNorm) for m in converted.modules())
+    assert sum(isinstance(m, nn.GroupNorm) for m in model.modules()) == 5
+    patches = torch.from_numpy(sample_tokens(batch=1, tokens=40)[0, :, :3072].copy())
+    with torch.no_grad():
+        want, got = model.stem(patches), converted(patches)
+    assert want.shape == got.shape == (40, model.variant.hidden)
+    assert float((want - got).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
 def test_cache_warm_load_converts_nothing(ckpt_1class, capfd):
     import musiq
     a = musiq.load(ckpt_1class, device="cpu").runtime.path

@@ -63,16 +63,16 @@ def _group_norm_as_ops(norm):
     class GroupNormAsOps(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.norm = norm
+            self.weight, self.bias = norm.weight, norm.bias  # shared, not copied
+            self.groups, self.eps = norm.num_groups, norm.eps
 
         def forward(self, x):
             n, c, h, w = x.shape
-            g = self.norm.num_groups
-            xg = x.reshape(n, g, -1)
+            xg = x.reshape(n, self.groups, -1)
             centred = xg - xg.mean(-1, keepdim=True)
             var = (centred * centred).mean(-1, keepdim=True)
-            y = (centred * torch.rsqrt(var + self.norm.eps)).reshape(n, c, h, w)
-            return y * self.norm.weight[:, None, None] + self.norm.bias[:, None, None]
+            y = (centred * torch.rsqrt(var + self.eps)).reshape(n, c, h, w)
+            return y * self.weight[:, None, None] + self.bias[:, None, None]
 
     return GroupNormAsOps()
 
