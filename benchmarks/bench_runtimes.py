@@ -77,12 +77,18 @@ def side_by_side(ckpt: Path, image: Path, rounds: int) -> None:
         print(f"| {v[0]} | {s.precision} | {m:.3f} | {base / m:.2f}x | {diff:.1e} |")
 
 
-#: OpenVINO CPU node types that do the network's matrix work (the SDPA subgraphs are
-#: ``Subgraph`` nodes named after ``scaled_dot_product_attention``).
+#: OpenVINO CPU node types that do the network's matrix work; attention is a fused
+#: ``Subgraph`` node in each block's ``attention`` scope (named after its SDPA in bf16, after
+#: the transpose it starts from in fp32).
 _MATRIX_NODES = ("FullyConnected", "Convolution")
 
 
-def profile(ckpt: Path, image: Path, rounds: int = 3) -> None:
+def _is_matrix_work(node_type: str, node_name: str) -> bool:
+    return (node_type in _MATRIX_NODES or "scaled_dot_product_attention" in node_name
+            or (node_type == "Subgraph" and ".attention/" in node_name))
+
+
+def profile(ckpt: Path, image: Path, rounds: int = 5) -> None:
     """FLOPs, OpenVINO's per-operation split and the ceiling they imply (see the docstring)."""
     import collections
 
@@ -120,18 +126,22 @@ def profile(ckpt: Path, image: Path, rounds: int = 3) -> None:
         config = {"INFERENCE_PRECISION_HINT": hint, "PERF_COUNT": True}
         request = core.compile_model(ir, "CPU", config).create_infer_request()
         request.infer([x])
-        split: collections.Counter = collections.Counter()
+        best: collections.Counter | None = None  # the fastest round: the rates it reached
         for _ in range(rounds):
             request.infer([x])
+            split: collections.Counter = collections.Counter()
             for op in request.profiling_info:
-                matrix = (op.node_type in _MATRIX_NODES
-                          or "scaled_dot_product_attention" in op.node_name)
-                split["matrix" if matrix else "other"] += op.real_time.total_seconds() / rounds
+                matrix = _is_matrix_work(op.node_type, op.node_name)
+                split["matrix" if matrix else "other"] += op.real_time.total_seconds()
+            if best is None or sum(split.values()) < sum(best.values()):
+                best = split
+        split = best
         total = split["matrix"] + split["other"]
         print(f"| {hint} | {total * 1000:.0f} | {split['matrix'] * 1000:.0f} | "
               f"{flops / split['matrix'] / 1e9:.0f} | {split['other'] * 1000:.0f} | "
               f"{1 / (split['matrix'] + prep):.2f} |")
-    print("\nceiling: if everything but the matrix work took no time, at the rate measured.")
+    print(f"\nthe fastest of {rounds} rounds; ceiling: matrix work plus decode and tokens, as "
+          "if every other operation took no time.")
 
 
 def end_to_end(ckpt: Path, files: list[str], rounds: int, pyiqa: str | None) -> None:

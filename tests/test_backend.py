@@ -134,6 +134,43 @@ def test_converted_stem_has_plain_group_norms_and_the_same_numbers(ckpt_1class):
     assert float((want - got).abs().max()) <= 1e-5 * max(1.0, float(want.abs().max()))
 
 
+_NO_TORCH = """
+import sys
+import musiq
+from musiq.cli.main import main
+s = musiq.load(sys.argv[1], device="auto")
+assert s.backend == "openvino", s.backend
+print(s.score(sys.argv[2]))
+assert "torch" not in sys.modules, "the API imported torch"
+sys.argv = ["musiq", "score", sys.argv[2], "--model", sys.argv[1], "--format", "json"]
+try:
+    main()
+finally:
+    print("TORCH" if "torch" in sys.modules else "NO TORCH")
+"""
+
+
+def test_warm_cpu_run_never_imports_torch(ckpt_1class, golden):
+    """With the conversion cached, ``musiq.load`` + scoring and ``musiq score`` on a CPU run
+    in OpenVINO without importing torch (1-2 s of a fresh process); the score is exact."""
+    import os
+    import subprocess
+    import sys
+
+    import musiq
+    image = GOLDEN / "images" / "coffee_600x400_q90.jpg"
+    musiq.load(ckpt_1class, device="cpu", backend="openvino")  # converts and caches
+    env = {**os.environ, "MUSIQ_BACKEND": "auto"}
+    r = subprocess.run([sys.executable, "-c", _NO_TORCH, str(ckpt_1class), str(image)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1] == "NO TORCH", r.stdout
+    want = golden[image.name]["1class"]["logits"][0]
+    assert abs(float(lines[0]) - want) <= 1e-5
+    assert "converted" not in r.stderr
+
+
 def test_cache_warm_load_converts_nothing(ckpt_1class, capfd):
     import musiq
     a = musiq.load(ckpt_1class, device="cpu").runtime.path

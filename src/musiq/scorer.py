@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from .network.architecture import Architecture
 from .decoding.decode import ImageInput, source_name
@@ -21,15 +20,19 @@ from .engine.plan import PRECISIONS, ScorerOptions, make_plan, resolve_device
 from .engine.runtime import Engine
 from .engine.stream import run_stream
 from .errors import ImageError, MusiqError
-from .network.factory import ModelSource, create_model
+from .network.factory import ModelFile, ModelSource, read_model
 from .failures import NON_FINITE
 from .engine.memory import bound_if_asked
-from .network.model import Musiq
 from .network.outputs import interpret, output_kind
 from .tokens.pipeline import iter_prepared
 from .tokens.preprocess import PreprocessConfig, Tokens
 from .network.registry import ModelInfo
 from .results.rows import Prediction
+
+if TYPE_CHECKING:  # torch is imported where the torch network runs, not before
+    import torch
+
+    from .network.model import Musiq
 
 __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolve_device",
            "PRECISIONS"]
@@ -38,7 +41,9 @@ __all__ = ["Prediction", "Scorer", "ScorerOptions", "interpret", "load", "resolv
 class Scorer:
     """A loaded MUSIQ network, ready to score images.
 
-    Use :func:`load` to make one. ``info`` is the registry entry when the model was loaded by
+    Use :func:`load` to make one. ``model``: the network, or a checkpoint read but not built
+    (:class:`~musiq.network.factory.ModelFile`, as :func:`load` gives: the network is built
+    when something needs it). ``info`` is the registry entry when the model was loaded by
     name (None for an arbitrary file); ``variant`` is the network's architecture (head size
     and scales, detected from the file's shapes). Options: see :class:`ScorerOptions`; they
     can be given as ``options=`` or as keywords. ``fresh``: the weights are exactly those
@@ -46,7 +51,7 @@ class Scorer:
     that file may run them (``backend="auto"``/``"openvino"``); otherwise torch runs.
     """
 
-    def __init__(self, model: Musiq, variant: Architecture | None = None, *,
+    def __init__(self, model: "Musiq | ModelFile", variant: Architecture | None = None, *,
                  path: Path | None = None, info: ModelInfo | None = None,
                  options: ScorerOptions | None = None, fresh: bool = False,
                  **kwargs) -> None:
@@ -80,8 +85,8 @@ class Scorer:
         """Run forward passes on ``torch``, ``openvino`` or ``onnxruntime`` (checked as
         :class:`ScorerOptions` checks them)."""
         options = replace(self.options, backend=name, threads=threads)
-        self.engine = Engine(self.engine.model, make_plan(options, self.variant,
-                                                          self._checkpoint), self._checkpoint)
+        self.engine = Engine(self.engine.weights, make_plan(options, self.variant,
+                                                            self._checkpoint), self._checkpoint)
         self.options = options
 
     def compile_stem(self) -> None:
@@ -167,7 +172,7 @@ class Scorer:
         tokenised by torch on :attr:`device` (equal to :meth:`logits` of their tokens)."""
         return self.engine.logits_of_pixels(pixels)
 
-    def score_tensor(self, x: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def score_tensor(self, x: "torch.Tensor | Sequence[torch.Tensor]") -> "torch.Tensor":
         """Differentiable scores of images given as tensors.
 
         ``x``: float ``(N, 3, H, W)`` with values in [0, 1], or a list of ``(3, H, W)``
@@ -179,6 +184,8 @@ class Scorer:
         ``uint8 / 255`` it equals :meth:`score` within 1e-4; JPEG decoding, which tensors
         skip, is the one step that is not differentiable.
         """
+        import torch
+
         from .tokens.preprocess_torch import tokenize_normalised
         images = list(x) if isinstance(x, (list, tuple)) else list(x.unbind(0))
         if not images:
@@ -194,8 +201,9 @@ class Scorer:
         logits = self.engine.forward(tokenize_normalised(normed, self.preprocess_config))
         return self._torch_score(logits if logits.dtype == torch.float64 else logits.float())
 
-    def _torch_score(self, logits: torch.Tensor) -> torch.Tensor:
+    def _torch_score(self, logits: "torch.Tensor") -> "torch.Tensor":
         """The score of each row of logits, in torch (as :mod:`musiq.network.outputs` in NumPy)."""
+        import torch
         kind = self.output.name
         if kind == "mos":
             return logits[:, 0]
@@ -287,7 +295,7 @@ class Scorer:
 
 def load(model: "str | os.PathLike | Sequence[str | os.PathLike]" = "koniq", *,
          checkpoint_dir: str | os.PathLike | None = None,
-         device: str | torch.device | None = "auto", offline: bool | None = None,
+         device: "str | torch.device | None" = "auto", offline: bool | None = None,
          **options) -> Scorer:
     """Load a checkpoint by registry name (``koniq``, ``ava``, ``spaq-single`` ...) or path.
 
@@ -321,8 +329,8 @@ def load(model: "str | os.PathLike | Sequence[str | os.PathLike]" = "koniq", *,
     else:
         opts = ScorerOptions(device=device, **options)
     bound_if_asked()  # before the weights are read (musiq.engine.memory)
-    net = create_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
-    return Scorer(net, options=opts, fresh=True)
+    weights = read_model(model, checkpoint_dir=checkpoint_dir, offline=offline)
+    return Scorer(weights, options=opts, fresh=True)
 
 
 def _several(model) -> bool:

@@ -30,6 +30,7 @@ from ..atomic import replace_with
 from ..errors import MusiqError
 from ..network.architecture import OFFICIAL
 from ..network.model import Musiq
+from ..tokens.padded import pad_tokens  # noqa: F401  (imported from here before)
 
 if TYPE_CHECKING:
     from ..tokens.preprocess import Tokens
@@ -177,19 +178,3 @@ class OnnxRuntimeModel:
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(tokens, dtype=np.float32)
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-
-
-def pad_tokens(tokens: "Sequence[Tokens]") -> np.ndarray:
-    """Several images' valid tokens as one padded ``(B, longest, 3075)`` float32 array (mask 1
-    on valid rows, all-zero padding rows): the exported model's input without the original's
-    per-scale padding."""
-    longest = max(len(t) for t in tokens)
-    features = tokens[0].patches.shape[1]
-    out = np.zeros((len(tokens), longest, features + 3), np.float32)
-    for i, t in enumerate(tokens):
-        n = len(t)
-        out[i, :n, :features] = t.patches
-        out[i, :n, features] = t.positions
-        out[i, :n, features + 1] = t.scale_ids
-        out[i, :n, features + 2] = 1.0
-    return out

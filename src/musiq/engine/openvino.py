@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -140,7 +140,10 @@ def convert(model) -> list[bytes]:
 class OpenVinoBackend:
     """Forward passes in OpenVINO: ``logits(tokens) -> (B, num_classes)`` float32.
 
-    ``checkpoint``: the file ``model`` was loaded from (its SHA-256 keys the cache);
+    ``model``: the torch network, or its :class:`~musiq.network.factory.ModelFile` (read, not
+    built: with a cached conversion nothing here imports torch); ``network()``: the torch
+    network, called only to convert (default: ``model`` itself, else the file built);
+    ``checkpoint``: the file the weights came from (its SHA-256 keys the cache);
     ``precision``: ``fp32`` or ``bf16``; ``threads``: inference threads (default: one per
     core); ``cache_dir``: overrides :func:`musiq.engine.runtime_cache.cache_dir`.
     """
@@ -152,7 +155,8 @@ class OpenVinoBackend:
     max_tokens = 4096
 
     def __init__(self, model, checkpoint: Path | None, precision: str = "fp32",
-                 threads: int | None = None, cache_dir: Path | None = None) -> None:
+                 threads: int | None = None, cache_dir: Path | None = None,
+                 network: Callable[[], Any] | None = None) -> None:
         import openvino as ov
 
         from .._version import __version__
@@ -180,7 +184,9 @@ class OpenVinoBackend:
         self.compiled, self._blob = _import_compiled(core, compiled_key, config, self.path)
         if self.compiled is None:
             t0 = time.perf_counter()
-            (xml, weights), _, built = cached(key, lambda: convert(model), folder)
+            if network is None:
+                network = model.build if hasattr(model, "build") else (lambda: model)
+            (xml, weights), _, built = cached(key, lambda: convert(network()), folder)
             if built:
                 print(f"musiq: converted {Path(checkpoint).name} for OpenVINO in "
                       f"{time.perf_counter() - t0:.1f} s (once; cached in {folder})",
@@ -190,9 +196,9 @@ class OpenVinoBackend:
             self.compiled = core.compile_model(ir, "CPU", config)
             _store_compiled(self.compiled, compiled_key, self.path)
         self.precision = precision
-        norm, head = model.encoder_norm, model.head
-        self._ln = (_np(norm.weight), _np(norm.bias), np.float32(norm.eps))
-        self._head = (_np(head.weight).T.copy(), _np(head.bias))
+        gamma, beta, eps, kernel, bias = _final_norm_and_head(model)
+        self._ln = (gamma, beta, np.float32(eps))
+        self._head = (kernel, bias)
 
     def features(self, tokens: np.ndarray) -> np.ndarray:
         """``(B, T, 3075)`` padded tokens -> ``(B, hidden)`` CLS states before the final norm."""
@@ -200,7 +206,7 @@ class OpenVinoBackend:
         return np.asarray(self.compiled(x)[0], dtype=np.float32)
 
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
-        from .export import pad_tokens
+        from ..tokens.padded import pad_tokens
         h = self.features(pad_tokens(tokens))
         gamma, beta, eps = self._ln
         mu = h.mean(-1, keepdims=True, dtype=np.float32)
@@ -238,6 +244,16 @@ def _store_compiled(compiled, key: CacheKey, path: Path) -> None:
         write_parts(path, key, [compiled.export_model().getvalue()])
     except Exception:
         pass
+
+
+def _final_norm_and_head(model) -> tuple:
+    """``(gamma, beta, eps, kernel (hidden, classes), bias)`` float32, from a
+    :class:`~musiq.network.factory.ModelFile` or a torch network."""
+    if hasattr(model, "final_norm_and_head"):
+        return model.final_norm_and_head()
+    norm, head = model.encoder_norm, model.head
+    return (_np(norm.weight), _np(norm.bias), norm.eps, _np(head.weight).T.copy(),
+            _np(head.bias))
 
 
 def _np(p) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
@@ -24,7 +25,7 @@ from ..tokens.preprocessor import BACKENDS as TOKEN_BACKENDS
 from ..tokens.preprocessor import Preprocessor
 
 __all__ = ["PRECISIONS", "RUNTIMES", "Plan", "ScorerOptions", "default_max_tokens",
-           "exact_fp32", "make_plan", "resolve_device"]
+           "device_name", "exact_fp32", "make_plan", "resolve_device"]
 
 #: Precisions a forward pass can run in (name -> torch dtype name); fp32 is the exact one.
 #: (Names, not dtypes: the CLI lists them without importing torch.)
@@ -53,6 +54,31 @@ def resolve_device(device: "str | torch.device | None") -> "torch.device":
         raise MusiqError("device 'cuda' requested but CUDA is not available "
                          "(use --device cpu or auto)")
     return dev
+
+
+#: Files one of which exists wherever torch can see a GPU: the NVIDIA driver (in containers
+#: too), WSL's GPU bridge, ROCm's kernel driver.
+_GPU_MARKERS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
+def _gpu_driver_present() -> bool:
+    """False only where torch cannot see a GPU: macOS (no CUDA build), or Linux without any
+    GPU driver. Elsewhere (Windows) torch is asked."""
+    if sys.platform == "darwin":
+        return False
+    if not sys.platform.startswith("linux"):
+        return True
+    return any(os.path.exists(p) for p in _GPU_MARKERS)
+
+
+def device_name(device: "str | torch.device | None") -> str:
+    """:func:`resolve_device` as text (``cpu``, ``cuda``, ``cuda:1``). ``cpu``, and ``auto``
+    where no GPU driver is present, are answered without importing torch, which is most of
+    a CPU run's start-up when the model runs in OpenVINO."""
+    text = "auto" if device is None else str(device)
+    if text == "cpu" or (text == "auto" and not _gpu_driver_present()):
+        return "cpu"
+    return str(resolve_device(device))
 
 
 def default_max_tokens(max_pixels: int | None) -> int | None:
@@ -113,9 +139,9 @@ class ScorerOptions:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise MusiqError(f"{name} must be 0 or more, not {value}")
-        device = resolve_device(self.device)  # raises for an unknown or absent device
+        device = device_name(self.device)  # raises for an unknown or absent device
         if self.backend not in ("torch", "auto"):
-            if device.type != "cpu":
+            if device.split(":")[0] != "cpu":
                 raise MusiqError(f"the {self.backend} backend runs on CPU only "
                                  "(use --device cpu)")
             if self.preprocess == "torch":
@@ -206,8 +232,8 @@ def make_plan(options: ScorerOptions, arch, checkpoint=None) -> Plan:
     ``checkpoint``: the file the weights are fresh from (None: changed in memory, or made
     without one), which ``backend="auto"`` needs for a converted runtime."""
     from .runtimes import choose, cpu_has_bf16, notice
-    device = resolve_device(options.device)
-    cuda = device.type == "cuda"
+    device = device_name(options.device)
+    cuda = device.startswith("cuda")
     tokens_on = options.preprocess
     if tokens_on == "auto":
         tokens_on = "torch" if cuda else "numpy"
@@ -215,20 +241,20 @@ def make_plan(options: ScorerOptions, arch, checkpoint=None) -> Plan:
     if precision == "bf16" and not cuda and not cpu_has_bf16():
         notice("this CPU has no bf16 instructions: running fp32")
         precision = "fp32"
-    runtime = choose(options.backend, device.type, precision, options.preprocess,
+    runtime = choose(options.backend, device.split(":")[0], precision, options.preprocess,
                      options.compile, checkpoint)
     max_tokens = options.max_tokens
     if max_tokens is None:
         max_tokens = default_max_tokens(options.max_pixels)
     preprocessor = Preprocessor(arch.preprocess, options.max_pixels, options.exif_transpose,
-                                backend=tokens_on, device=str(device),
+                                backend=tokens_on, device=device,
                                 max_tokens=max_tokens or None)
     workers = options.workers
     if workers is None:
         # Preprocessing is ~5 % of CPU time: in-process on CPU; parallel to feed a GPU.
         workers = max(1, min(8, (os.cpu_count() or 2) - 1)) if cuda else 0
     return Plan(
-        device=str(device), precision=precision, runtime=runtime,
+        device=device, precision=precision, runtime=runtime,
         preprocessor=preprocessor,
         # CPU: ~1k slots, so that small images share passes but a pass's activations stay
         # in cache (a 1024x768 image ran 10 % faster alone than 8 per pass on 2 cores);

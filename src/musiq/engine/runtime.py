@@ -9,20 +9,25 @@ their forward passes through it.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ..failures import describe_failure
-from ..network.model import Musiq
-from ..tokens.packed import PackedBatch
 from ..tokens.preprocess import Tokens
 from ..tokens.preprocessor import Prepared
-from .staging import PinnedStaging
 from .plan import Plan, exact_fp32
+
+if TYPE_CHECKING:  # torch is imported where the torch network runs, not before
+    import torch
+
+    from ..network.factory import ModelFile
+    from ..network.model import Musiq
+    from ..tokens.packed import PackedBatch
+    from .staging import PinnedStaging
 
 __all__ = ["Engine", "Failure"]
 
@@ -33,18 +38,57 @@ class Failure(str):
 
 class Engine:
     """Forward passes of ``model`` as ``plan`` says; ``checkpoint`` is the file the weights
-    came from (the ONNX Runtime runtime caches its export by it)."""
+    came from (the converted runtimes cache their conversion by it).
 
-    def __init__(self, model: Musiq, plan: Plan, checkpoint: Path | None = None) -> None:
+    ``model`` is the network, or a :class:`~musiq.network.factory.ModelFile` (read, not built)
+    whose network is built on first use of :attr:`model`: a runtime with a cached conversion
+    scores without it, so such a run never imports torch.
+    """
+
+    def __init__(self, model: "Musiq | ModelFile", plan: Plan,
+                 checkpoint: Path | None = None) -> None:
         self.plan = plan
-        self.device = plan.torch_device
-        self.model = model.to(self.device).eval()
-        self.model.stem_chunk = max(self.model.stem_chunk, plan.stem_chunk)
-        self.staging = PinnedStaging(self.device)
+        self._file = model if hasattr(model, "build") else None
+        self._model = None if self._file is not None else self._place(model)
+        self._building = threading.Lock()
+        self._staging: PinnedStaging | None = None
         self._bucketed = False
         if plan.compile:
             self.compile_stem()
         self.runtime = self._start_runtime(checkpoint)
+
+    def _place(self, model: "Musiq") -> "Musiq":
+        model = model.to(self.device).eval()
+        model.stem_chunk = max(model.stem_chunk, self.plan.stem_chunk)
+        return model
+
+    @property
+    def model(self) -> "Musiq":
+        """The torch network on the plan's device (built now if it was only read)."""
+        if self._model is None:
+            import torch
+            # One build, whichever thread asks first; never as inference tensors, even when
+            # first asked inside ``inference_mode`` (training and gradients need real ones).
+            with self._building, torch.inference_mode(False):
+                if self._model is None:
+                    self._model = self._place(self._file.build())  # type: ignore[union-attr]
+        return self._model
+
+    @property
+    def weights(self) -> "Musiq | ModelFile":
+        """The network if it is built, else the file it will be built from."""
+        return self._model if self._model is not None else self._file  # type: ignore
+
+    @property
+    def device(self) -> "torch.device":
+        return self.plan.torch_device
+
+    @property
+    def staging(self) -> "PinnedStaging":
+        if self._staging is None:
+            from .staging import PinnedStaging
+            self._staging = PinnedStaging(self.device)
+        return self._staging
 
     def _start_runtime(self, checkpoint: Path | None):
         """The runtime object (``logits(tokens)``), or None for the torch network. Under
@@ -54,8 +98,8 @@ class Engine:
         if self.plan.runtime == "torch":
             return None
         try:
-            return make(self.plan.runtime, self.model, checkpoint, self.plan.precision,
-                        self.plan.threads)
+            return make(self.plan.runtime, self._file or self.model, lambda: self.model,
+                        checkpoint, self.plan.precision, self.plan.threads)
         except Exception as e:
             if not self.plan.runtime_auto:
                 raise
@@ -68,11 +112,12 @@ class Engine:
         """``torch.compile`` the patch stem: it fuses the GroupNorm/ReLU/casts that bound a
         GPU (3x in bf16 on an H200, docs/performance.md). Patch counts are padded to a few
         buckets, so it compiles a few shapes once; the first batch pays the compile."""
+        import torch
         self.model.stem = torch.compile(self.model.stem, dynamic=False)
         self._bucketed = True
 
     # -- torch ---------------------------------------------------------------------------
-    def embed(self, batch: PackedBatch) -> torch.Tensor:
+    def embed(self, batch: "PackedBatch") -> "torch.Tensor":
         """Token embeddings; with a compiled stem the patches are padded to a bucket (a power
         of two from 256, then multiples of the stem chunk)."""
         n = batch.patches.shape[0]
@@ -88,12 +133,14 @@ class Engine:
             batch = batch.padded(size - n)
         return self.model.embed(batch)[:n]
 
-    def forward(self, batch: PackedBatch,
-                on_block: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    def forward(self, batch: "PackedBatch",
+                on_block: "Callable[[int, torch.Tensor], None] | None" = None
+                ) -> "torch.Tensor":
         """``(B, num_classes)`` logits of a packed batch already on the device, in the plan's
         precision; differentiable (no ``inference_mode`` here). The head always runs in
         float32, so a reduced precision never rounds the score itself. ``on_block(i, x)``
         sees each encoder block's input (for attention maps; see :meth:`Musiq.encode`)."""
+        import torch
         m = self.model
         if self.plan.precision == "fp32":
             with exact_fp32(self.device):
@@ -110,18 +157,19 @@ class Engine:
                 cls = m.encode(self.embed(batch), batch.lengths, on_block)
         return m.head(cls.float())
 
-    @torch.inference_mode()
     def features(self, tokens: Sequence[Tokens]) -> np.ndarray:
         """``(B, hidden)`` float32 pre-head features (the normalised CLS outputs) of several
         tokenised images, by the torch network in fp32: what the head reads (e.g. for a
         linear probe or retrieval)."""
+        import torch
+
+        from ..tokens.packed import PackedBatch
         batch = PackedBatch.from_tokens(tokens).to(self.device)
-        with exact_fp32(self.device):
+        with torch.inference_mode(), exact_fp32(self.device):
             cls = self.model.encode(self.embed(batch), batch.lengths)
         return cls.float().cpu().numpy()
 
     # -- tokens or pixels in, logits out -----------------------------------------------------
-    @torch.inference_mode()
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
         """``(B, num_classes)`` float32 logits of several tokenised images in one pass."""
         cap = getattr(self.runtime, "max_tokens", None)  # e.g. linear attention memory
@@ -129,22 +177,27 @@ class Engine:
             # One image per call: a padded batch would change an image's float32 rounding
             # with its batch-mates, and a score must not depend on what it was batched with.
             return np.concatenate([self.runtime.logits([t]) for t in tokens])
-        batch = PackedBatch.from_tokens(tokens).to(self.device)
-        return self.forward(batch).float().cpu().numpy()
+        import torch
+
+        from ..tokens.packed import PackedBatch
+        with torch.inference_mode():
+            batch = PackedBatch.from_tokens(tokens).to(self.device)
+            return self.forward(batch).float().cpu().numpy()
 
     def launch_pixels(self, pixels: Sequence[np.ndarray],
-                      sources: Sequence[str] | None = None) -> torch.Tensor:
+                      sources: Sequence[str] | None = None) -> "torch.Tensor":
         """Launch one pass from decoded pixels: staged (pinned, non-blocking on CUDA),
         tokenised on the device, run. The logits stay on the device (not yet read)."""
         on_device = self.staging.to_device(pixels)
         batch = self.plan.preprocessor.tokenize(on_device, list(sources) if sources else None)
         return self.forward(batch)
 
-    @torch.inference_mode()
     def logits_of_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """``(B, num_classes)`` float32 logits of decoded ``(H, W, 3)`` uint8 images,
         tokenised by torch on the device (equal to :meth:`logits` of their tokens)."""
-        return self.launch_pixels(pixels).float().cpu().numpy()
+        import torch
+        with torch.inference_mode():
+            return self.launch_pixels(pixels).float().cpu().numpy()
 
     # -- prepared images: a pass that may fail ------------------------------------------------
     def launch(self, batch: Sequence[Prepared]) -> object:
@@ -153,6 +206,7 @@ class Engine:
         if batch[0].pixels is None:
             return self.run(batch)
         try:
+            import torch
             with torch.inference_mode():
                 return self.launch_pixels([item.pixels for item in batch],  # type: ignore
                                           [item.source for item in batch])

@@ -16,13 +16,16 @@ import hashlib
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ..errors import MusiqError
-from ..network.model import Musiq
 from ..tokens.preprocess import Tokens
+
+if TYPE_CHECKING:
+    from ..network.factory import ModelFile
+    from ..network.model import Musiq
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 #: What ``--backend`` accepts: a runtime, or ``auto``.
@@ -54,7 +57,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model: Musiq, checkpoint: Path | None, threads: int | None = None,
+    def __init__(self, model: "Musiq", checkpoint: Path | None, threads: int | None = None,
                  cache_dir: Path | None = None) -> None:
         from .export import OnnxRuntimeModel, export_onnx
 
@@ -73,7 +76,7 @@ class OnnxRuntimeBackend:
         self.session = OnnxRuntimeModel(path, threads=threads)
 
     def logits(self, tokens: Sequence[Tokens]) -> np.ndarray:
-        from .export import pad_tokens
+        from ..tokens.padded import pad_tokens
         return self.session.logits(pad_tokens(tokens))
 
 
@@ -116,12 +119,15 @@ def choose(requested: str, device_type: str, precision: str, preprocess: str,
     return "openvino"
 
 
-def make(name: str, model: Musiq, checkpoint: Path | None, precision: str = "fp32",
-         threads: int | None = None):
-    """A runtime object with ``name`` and ``logits(tokens) -> (B, C)``; None for torch."""
+def make(name: str, weights: "Musiq | ModelFile", network: Callable[[], "Musiq"],
+         checkpoint: Path | None, precision: str = "fp32", threads: int | None = None):
+    """A runtime object with ``name`` and ``logits(tokens) -> (B, C)``; None for torch.
+    ``weights``: the network or its file, read (the head's parameters come from it);
+    ``network()``: the torch network, built when a conversion needs it."""
     if name == "torch":
         return None
     if name == "onnxruntime":
-        return OnnxRuntimeBackend(model, checkpoint, threads=threads)
+        return OnnxRuntimeBackend(network(), checkpoint, threads=threads)
     from .openvino import OpenVinoBackend
-    return OpenVinoBackend(model, checkpoint, precision=precision, threads=threads)
+    return OpenVinoBackend(weights, checkpoint, precision=precision, threads=threads,
+                           network=network)

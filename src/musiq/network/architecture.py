@@ -96,6 +96,9 @@ class Architecture:
 #: The architecture of every official checkpoint (head and scales aside).
 OFFICIAL = Architecture()
 
+#: Epsilon of every LayerNorm of the encoder (the original's flax default).
+LAYER_NORM_EPS = 1e-6
+
 
 @dataclass(frozen=True)
 class OfficialParam:

@@ -6,20 +6,27 @@
 
 This is the one place where a name or path becomes weights: :func:`musiq.load` (scoring),
 training and export all start here. The network records where it came from in
-``net.source`` (:class:`ModelSource`).
+``net.source`` (:class:`ModelSource`). :func:`read_model` stops before the network: it reads
+and checks the file with NumPy only (no torch import), which is all a runtime with a cached
+conversion needs; :meth:`ModelFile.build` makes the network when it is needed.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .architecture import OFFICIAL, Architecture
+import numpy as np
+
+from .architecture import LAYER_NORM_EPS, OFFICIAL, Architecture
 from .checkpoint import load_checkpoint
 from .download import ensure_checkpoint
 from ..errors import CheckpointError
-from .model import Musiq
 from .registry import REGISTRY, ModelInfo, canonical_name, get_info
+
+if TYPE_CHECKING:
+    from .model import Musiq
 
 
 @dataclass(frozen=True)
@@ -55,21 +62,42 @@ def resolve_checkpoint(model: str | os.PathLike, *,
     return path, None
 
 
-def create_model(model: str | os.PathLike | None = None, *, arch: Architecture | None = None,
-                 checkpoint_dir: str | os.PathLike | None = None,
-                 offline: bool | None = None, stem_chunk: int = 256) -> Musiq:
-    """A :class:`~musiq.network.model.Musiq` network in float32 on the CPU, in training mode off.
+@dataclass(frozen=True)
+class ModelFile:
+    """A checkpoint read and checked, its network not built yet: ``params`` (official names
+    without ``opt/target/`` -> float32 arrays), ``variant`` (the architecture its shapes
+    give) and ``source``."""
 
-    ``model``: a registry name (``koniq``, ``ava``, ``spaq-single`` ...) or a ``.npz`` path;
-    its variant (head size, single or multi-scale) is detected from the file's shapes and
-    must match the name. None: a randomly initialised network of ``arch`` (default: the
-    official architecture with one output). Raises :class:`~musiq.errors.CheckpointError`
-    naming the file and the problem.
-    """
-    if model is None:
-        net = Musiq(arch or OFFICIAL, stem_chunk=stem_chunk)
-        net.source = ModelSource()
+    params: dict = field(repr=False)
+    variant: Architecture
+    source: ModelSource
+
+    def build(self, stem_chunk: int = 256) -> "Musiq":
+        """The :class:`~musiq.network.model.Musiq` network of these weights (imports torch),
+        in float32 on the CPU, in training mode off."""
+        from .model import Musiq
+        net = Musiq(self.variant, stem_chunk=stem_chunk).load_official(self.params)
+        net.source = self.source
         return net.eval()
+
+    def final_norm_and_head(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+        """``(gamma, beta, eps, kernel (hidden, classes), bias)`` of the final LayerNorm and
+        the head, float32: what a runtime that stops at the CLS state applies itself."""
+        p = self.params
+        arrays = [np.asarray(p[k], dtype=np.float32) for k in (
+            "Transformer/encoder_norm/scale", "Transformer/encoder_norm/bias",
+            "head/kernel", "head/bias")]
+        gamma, beta, kernel, bias = arrays
+        return gamma, beta, LAYER_NORM_EPS, kernel.reshape(self.variant.hidden, -1), bias
+
+
+def read_model(model: str | os.PathLike, *, arch: Architecture | None = None,
+               checkpoint_dir: str | os.PathLike | None = None,
+               offline: bool | None = None) -> ModelFile:
+    """The checkpoint of a registry name or ``.npz`` path, read and checked (NumPy only):
+    its variant is detected from the file's shapes and must match the name (and ``arch``
+    when given). Raises :class:`~musiq.errors.CheckpointError` naming the file and the
+    problem."""
     path, info = resolve_checkpoint(model, checkpoint_dir=checkpoint_dir, offline=offline)
     params, variant = load_checkpoint(path)
     if info is not None and (variant.num_classes != info.num_classes
@@ -80,6 +108,24 @@ def create_model(model: str | os.PathLike | None = None, *, arch: Architecture |
             f"{info.num_classes} and {1 if info.single_scale else 3}")
     if arch is not None and arch != variant:
         raise CheckpointError(f"{path}: the file's architecture {variant} is not {arch}")
-    net = Musiq(variant, stem_chunk=stem_chunk).load_official(params)
-    net.source = ModelSource(path, info)
-    return net.eval()
+    return ModelFile(params, variant, ModelSource(path, info))
+
+
+def create_model(model: str | os.PathLike | None = None, *, arch: Architecture | None = None,
+                 checkpoint_dir: str | os.PathLike | None = None,
+                 offline: bool | None = None, stem_chunk: int = 256) -> "Musiq":
+    """A :class:`~musiq.network.model.Musiq` network in float32 on the CPU, in training mode off.
+
+    ``model``: a registry name (``koniq``, ``ava``, ``spaq-single`` ...) or a ``.npz`` path;
+    its variant (head size, single or multi-scale) is detected from the file's shapes and
+    must match the name. None: a randomly initialised network of ``arch`` (default: the
+    official architecture with one output). Raises :class:`~musiq.errors.CheckpointError`
+    naming the file and the problem.
+    """
+    if model is None:
+        from .model import Musiq
+        net = Musiq(arch or OFFICIAL, stem_chunk=stem_chunk)
+        net.source = ModelSource()
+        return net.eval()
+    return read_model(model, arch=arch, checkpoint_dir=checkpoint_dir,
+                      offline=offline).build(stem_chunk)

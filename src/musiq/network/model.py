@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .architecture import OFFICIAL, Architecture, OfficialParam, official_parameters
+from .architecture import (LAYER_NORM_EPS, OFFICIAL, Architecture, OfficialParam,
+                           official_parameters)
 from ..tokens.packed import PackedBatch
 
 
@@ -137,9 +138,9 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, hidden: int, mlp_dim: int, heads: int) -> None:
         super().__init__()
-        self.ln0 = nn.LayerNorm(hidden, eps=1e-6)
+        self.ln0 = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
         self.attention = Attention(hidden, heads)
-        self.ln2 = nn.LayerNorm(hidden, eps=1e-6)
+        self.ln2 = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
         self.mlp0 = nn.Linear(hidden, mlp_dim)
         self.mlp1 = nn.Linear(mlp_dim, hidden)
 
@@ -167,7 +168,7 @@ class Musiq(nn.Module):
         self.cls = nn.Parameter(torch.zeros(a.hidden))
         self.blocks = nn.ModuleList(EncoderBlock(a.hidden, a.mlp_dim, a.heads)
                                     for _ in range(a.layers))
-        self.encoder_norm = nn.LayerNorm(a.hidden, eps=1e-6)
+        self.encoder_norm = nn.LayerNorm(a.hidden, eps=LAYER_NORM_EPS)
         self.head = nn.Linear(a.hidden, a.num_classes)
         self.stem_chunk = stem_chunk
         for p in (self.pos_embedding, self.scale_embedding, self.cls):
