@@ -100,6 +100,7 @@ def profile(ckpt: Path, image: Path, rounds: int = 5) -> None:
     from musiq.engine.export import pad_tokens
     from musiq.engine.openvino import convert
     s = musiq.load(ckpt, device="cpu", backend="torch")
+    tok = [s.tokens(image)]  # warm: first-call imports and allocations
     t0 = time.perf_counter()
     for _ in range(rounds):
         tok = [s.tokens(image)]
