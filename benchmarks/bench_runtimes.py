@@ -97,7 +97,7 @@ def profile(ckpt: Path, image: Path, rounds: int = 5) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
     import musiq
-    from musiq.engine.export import pad_tokens
+    from musiq.tokens.padded import pad_tokens
     from musiq.engine.openvino import convert
     s = musiq.load(ckpt, device="cpu", backend="torch")
     tok = [s.tokens(image)]  # warm: first-call imports and allocations
