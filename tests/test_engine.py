@@ -152,3 +152,45 @@ def test_options_travel_as_asked_and_each_process_resolves_them(ckpt_1class, gol
     name = next(n for n in sorted(golden) if "logits" in golden[n]["1class"])
     img = GOLDEN / "images" / name
     assert abs(again.score(img) - golden[name]["1class"]["score"]) <= 1e-5
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_last_block_cls_row_equals_the_full_block(masked):
+    """The last encoder block computes the CLS row only: it equals row 0 of the full block,
+    with and without padding keys."""
+    import torch
+
+    from musiq.network.model import EncoderBlock
+    torch.manual_seed(0)
+    block = EncoderBlock(hidden=32, mlp_dim=64, heads=4).eval()
+    x = torch.randn(3, 9, 32)
+    mask = None
+    if masked:
+        keep = torch.ones(3, 9, dtype=torch.bool)
+        keep[1, 6:] = False
+        keep[2, 2:] = False
+        mask = keep[:, None, None, :]
+    with torch.no_grad():
+        full, cls = block(x, mask), block.forward_cls(x, mask)
+    assert cls.shape == (3, 1, 32)
+    assert float((full[:, :1] - cls).abs().max()) <= 1e-6
+
+
+def test_cls_only_last_block_gives_the_full_stacks_logits(scorer_1class):
+    """Scoring with the CLS-only last block equals the full stack, batched (the shorter
+    image's padding masked)."""
+    import torch
+
+    from conftest import GOLDEN
+    from musiq import PackedBatch
+    tokens = [scorer_1class.tokens(GOLDEN / "images" / n)
+              for n in ("coffee_600x400_q90.jpg", "chelsea_20x30_q90.jpg")]
+    model, batch = scorer_1class.model, PackedBatch.from_tokens(tokens)
+    with torch.inference_mode():
+        got = scorer_1class.engine.forward(batch).numpy()
+        model.last_block_cls_only = False
+        try:
+            want = scorer_1class.engine.forward(batch).numpy()
+        finally:
+            model.last_block_cls_only = True
+    assert float(np.abs(got - want).max()) <= 1e-6

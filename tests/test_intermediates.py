@@ -55,9 +55,13 @@ def run(scorer_1class):
     capture("encoder_norm", model.encoder_norm)
     capture("head", model.head)
     tokens = scorer_1class.tokens(GOLDEN / "images" / f"{IMAGE}.jpg")
+    # Every row of the last block, as the original computes it (scoring computes its CLS
+    # row only: tests/test_engine.py::test_last_block_cls_row_equals_the_full_block).
+    model.last_block_cls_only = False
     try:
         scorer_1class.logits([tokens])
     finally:
+        model.last_block_cls_only = True
         for h in hooks:
             h.remove()
     got = {k: v.numpy() for k, v in got.items()}
