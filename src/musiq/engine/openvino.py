@@ -29,7 +29,7 @@ NAME = "openvino"
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 #: Revision of the converted graph, part of the cache key: bumped when :func:`convert` changes
 #: what it builds, so that a file converted by an earlier revision is not used.
-GRAPH = 3
+GRAPH = 4
 
 
 def available() -> str | None:

@@ -135,12 +135,17 @@ class Attention(nn.Module):
             q, k, v = self.qkv(x).view(b, n, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         else:  # the q rows of the fused projection for those rows only; k and v for all
             h, w, bias = self.hidden, self.qkv.weight, self.qkv.bias
-            q = F.linear(x[:, :queries], w[:h], bias[:h]).view(b, queries, self.heads, hd
-                                                                ).transpose(1, 2)
+            # contiguous: a strided slice takes another product kernel for 2+ images
+            q = F.linear(x[:, :queries].contiguous(), w[:h], bias[:h]
+                         ).view(b, queries, self.heads, hd).transpose(1, 2)
             k, v = F.linear(x, w[h:], bias[h:]).view(b, n, 2, self.heads, hd
                                                       ).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(b, q.shape[2], self.hidden))
+
+
+#: Rows :meth:`EncoderBlock.forward_cls` computes: the CLS row and the next three (see there).
+CLS_ROWS = 4
 
 
 class EncoderBlock(nn.Module):
@@ -164,9 +169,14 @@ class EncoderBlock(nn.Module):
     def forward_cls(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The block's output at the CLS token only, ``(B, 1, hidden)``: row 0 of
         :meth:`forward` by the same arithmetic, without the other rows' queries, attention
-        and MLP (the last block: nothing reads them; ~4 % of the network's work)."""
-        cls = x[:, :1] + self.attention(self.ln0(x), mask, queries=1)
-        return cls + self.mlp(self.ln2(cls))
+        and MLP (the last block: nothing reads them; ~4 % of the network's work).
+
+        The first ``CLS_ROWS`` rows are computed, not one: matrix products of fewer than 4
+        rows take another kernel, whose rounding would make an image's score depend on how
+        many images share its pass (the full block's products are never that small)."""
+        rows = min(CLS_ROWS, x.shape[1])
+        head = x[:, :rows] + self.attention(self.ln0(x), mask, queries=rows)
+        return (head + self.mlp(self.ln2(head)))[:, :1]
 
 
 class Musiq(nn.Module):
