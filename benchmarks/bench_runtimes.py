@@ -110,8 +110,9 @@ def profile(ckpt: Path, image: Path, rounds: int = 5) -> None:
         s.logits(tok)
     a = model.variant
     seq = len(tok[0]) + 1  # the CLS token
-    # q.k and weights.v (multiply-adds x 2); the last block attends from the CLS row only
-    attention = (a.layers - 1) * 4 * seq * seq * a.hidden + 4 * seq * a.hidden
+    # q.k and weights.v (multiply-adds x 2); the last block attends from its first rows only
+    from musiq.network.model import CLS_ROWS
+    attention = (a.layers - 1) * 4 * seq * seq * a.hidden + 4 * CLS_ROWS * seq * a.hidden
     flops = fc.get_total_flops() + attention
     print(f"\n### Where the time goes: 1024x768, {len(tok[0])} tokens, load "
           f"{os.getloadavg()[0]:.1f}\n")

@@ -98,7 +98,7 @@ class Engine:
         if self.plan.runtime == "torch":
             return None
         try:
-            return make(self.plan.runtime, self._file or self.model, lambda: self.model,
+            return make(self.plan.runtime, self.weights, lambda: self.model,
                         checkpoint, self.plan.precision, self.plan.threads)
         except Exception as e:
             if not self.plan.runtime_auto:

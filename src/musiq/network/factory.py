@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .architecture import LAYER_NORM_EPS, OFFICIAL, Architecture
+from .architecture import LAYER_NORM_EPS, OFFICIAL, Architecture, official_parameters
 from .checkpoint import load_checkpoint
 from .download import ensure_checkpoint
 from ..errors import CheckpointError
@@ -83,11 +83,10 @@ class ModelFile:
     def final_norm_and_head(self) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
         """``(gamma, beta, eps, kernel (hidden, classes), bias)`` of the final LayerNorm and
         the head, float32: what a runtime that stops at the CLS state applies itself."""
-        p = self.params
-        arrays = [np.asarray(p[k], dtype=np.float32) for k in (
-            "Transformer/encoder_norm/scale", "Transformer/encoder_norm/bias",
-            "head/kernel", "head/bias")]
-        gamma, beta, kernel, bias = arrays
+        key = {p.attr: p.key for p in official_parameters(self.variant)}
+        gamma, beta, kernel, bias = (np.asarray(self.params[key[attr]], dtype=np.float32)
+                                     for attr in ("encoder_norm.weight", "encoder_norm.bias",
+                                                  "head.weight", "head.bias"))
         return gamma, beta, LAYER_NORM_EPS, kernel.reshape(self.variant.hidden, -1), bias
 
 
